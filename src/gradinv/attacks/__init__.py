@@ -1,0 +1,6 @@
+"""Gradient inversion attacks, one paper per file, all reachable through a small registry."""
+from . import dlg, gi, idlg  # noqa: F401  (importing registers them)
+from .base import Attack, available, create, prepare_target, register
+from .labels import infer_labels
+
+__all__ = ["Attack", "available", "create", "infer_labels", "prepare_target", "register"]

@@ -1,0 +1,129 @@
+"""What every attack shares: the attack interface, the registry, and the simulated client."""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from ..fl.simulate import FunctionalModel, Params
+from ..types import FedAvgConfig, GradinvError, Observation, Reconstruction
+from .labels import estimate_num_images, infer_labels
+
+
+@dataclass
+class Target:
+    """The attacker's view of one observed update, ready to be matched against candidates.
+
+    ``simulate(images, labels)`` recomputes the client's update for candidate images exactly the
+    way the client did (FedSGD gradient, or the unrolled FedAvg local steps), differentiably.
+    """
+
+    model: FunctionalModel
+    observed: Params
+    num_images: int
+    labels: torch.Tensor | None
+    labels_inferred: bool
+    fedavg: FedAvgConfig | None
+
+    def simulate(self, images: torch.Tensor, labels: torch.Tensor) -> Params:
+        if self.fedavg is None:
+            return self.model.fedsgd_update(images, labels)
+        return self.model.fedavg_update(images, labels, self.fedavg)
+
+
+def prepare_target(
+    model: nn.Module,
+    observation: Observation,
+    *,
+    image_shape: tuple[int, int, int],
+    device: torch.device,
+    infer_missing_labels: bool = True,
+    num_images: int | None = None,
+) -> Target:
+    """Build the attacker's simulator from the model and *only* what was observed."""
+    missing = [n for n, _ in model.named_parameters() if n not in observation.tensors]
+    if missing:
+        raise GradinvError(f"the observed update does not match the model (missing {missing[0]!r})")
+    fmodel = FunctionalModel(model, observation.threat.model_mode, device)
+    check_input_shape(fmodel.module, image_shape, device)
+    n = num_images or observation.num_images or estimate_num_images(model, observation)
+    labels = observation.labels
+    inferred = False
+    if labels is None and infer_missing_labels:
+        labels, inferred = infer_labels(model, observation, n), True
+    fedavg = observation.fedavg
+    if observation.kind == "fedavg" and fedavg is None:
+        # Hyper-parameters withheld: assume one full-batch step; the cosine cost ignores the lr.
+        fedavg = FedAvgConfig(lr=1.0, local_batch_size=n, epochs=1)
+    return Target(
+        model=fmodel,
+        observed={k: v.to(device) for k, v in observation.tensors.items()},
+        num_images=n,
+        labels=None if labels is None else labels.to(device),
+        labels_inferred=inferred,
+        fedavg=fedavg if observation.kind == "fedavg" else None,
+    )
+
+
+def check_input_shape(model: nn.Module, image_shape: tuple[int, int, int],
+                      device: torch.device) -> None:
+    """Fail with one clear line, not a deep torch error, when the model rejects the image shape."""
+    try:
+        with torch.no_grad():
+            model(torch.zeros(2, *image_shape, device=device))
+    except RuntimeError:
+        raise GradinvError(f"the model does not accept images of shape {tuple(image_shape)} "
+                           "(channels, height, width); check --image-size and --channels") from None
+
+
+class Attack(ABC):
+    """One paper, one class. Construct with flat keyword hyper-parameters, then ``reconstruct``."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+
+    @abstractmethod
+    def reconstruct(
+        self,
+        model: nn.Module,
+        observation: Observation,
+        *,
+        image_shape: tuple[int, int, int],
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+        progress: bool = True,
+    ) -> Reconstruction:
+        """Recover the client's images from ``observation`` (never from the ground truth)."""
+
+
+_REGISTRY: dict[str, type[Attack]] = {}
+
+
+def register(cls: type[Attack]) -> type[Attack]:
+    """Class decorator adding an attack to the registry under ``cls.name``."""
+    if cls.name in _REGISTRY:
+        raise ValueError(f"attack {cls.name!r} is already registered")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def available() -> dict[str, str]:
+    """Registered attack names with their one-line summaries."""
+    return {name: cls.summary for name, cls in sorted(_REGISTRY.items())}
+
+
+def create(name: str, **hyperparameters: object) -> Attack:
+    if name not in _REGISTRY:
+        raise GradinvError(f"unknown attack {name!r}; choose one of {', '.join(sorted(_REGISTRY))}")
+    try:
+        return _REGISTRY[name](**hyperparameters)
+    except TypeError as err:
+        raise GradinvError(f"bad hyper-parameter for {name}: {err}") from None
+
+
+def restart_generator(seed: int, restart: int) -> torch.Generator:
+    """A CPU generator per (seed, restart): restart r starts the same whether run alone or batched."""
+    return torch.Generator().manual_seed(seed * 100_003 + restart)

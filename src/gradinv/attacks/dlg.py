@@ -1,0 +1,88 @@
+"""DLG: "Deep Leakage from Gradients" (Zhu, Liu, Han; NeurIPS 2019).
+
+Optimise dummy images (and, when the labels are not known, dummy soft labels) with L-BFGS so
+that their gradient matches the observed one in squared Euclidean distance. Needs: the model,
+the update and the number of images. One iteration is one L-BFGS step (up to 20 inner
+evaluations with a strong-Wolfe line search). L-BFGS couples everything it optimises through its line
+search, so restarts run one after another here (GI batches them).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.func import grad_and_value
+
+from ..progress import Progress
+from ..types import GradinvError, Observation, Reconstruction
+from .base import Attack, Target, prepare_target, register, restart_generator
+from .gi import pick_winner
+from .objectives import COSTS, top_k_layers
+
+
+@register
+class DLG(Attack):
+    name = "dlg"
+    summary = "Zhu et al. 2019: L2 gradient distance, L-BFGS, soft labels learned when unknown"
+    infers_labels = False
+
+    def __init__(self, *, iterations: int = 100, lr: float = 1.0, restarts: int = 1,
+                 cost: str = "l2", top_k: int | None = None) -> None:
+        if iterations < 1 or restarts < 1 or lr <= 0:
+            raise GradinvError("iterations and restarts must be >= 1 and lr > 0")
+        if cost not in COSTS:
+            raise GradinvError(f"unknown cost {cost!r}; choose one of {', '.join(COSTS)}")
+        self.iterations, self.lr, self.restarts = iterations, lr, restarts
+        self.cost, self.top_k = cost, top_k
+
+    def reconstruct(self, model: nn.Module, observation: Observation, *,
+                    image_shape: tuple[int, int, int], seed: int = 0,
+                    device: str | torch.device = "cpu", progress: bool = True) -> Reconstruction:
+        device = torch.device(device)
+        target = prepare_target(model, observation, image_shape=image_shape, device=device,
+                                infer_missing_labels=self.infers_labels)
+        runs = [self._one_restart(target, image_shape, seed, r, device, progress)
+                for r in range(self.restarts)]
+        images = torch.stack([images for images, _, _, _ in runs])
+        costs = torch.tensor([cost for _, _, cost, _ in runs])
+        best = int(costs.argmin())
+        labels = runs[best][1]
+        target.labels = labels
+        return pick_winner(target, images.clamp(0, 1), costs, runs[best][3], self.name,
+                           soft_labels_learned=observation.labels is None and not self.infers_labels)
+
+    def _one_restart(self, target: Target, image_shape: tuple[int, int, int], seed: int,
+                     restart: int, device: torch.device, show: bool):
+        gen = restart_generator(seed, restart)
+        num_classes = target.observed[next(reversed(target.observed))].shape[0]
+        variables = {"images": torch.rand((target.num_images, *image_shape), generator=gen)}
+        if target.labels is None:
+            variables["label_logits"] = torch.randn((target.num_images, num_classes), generator=gen)
+        variables = {k: v.to(device).requires_grad_(True) for k, v in variables.items()}
+        names = top_k_layers(target.observed, self.top_k)
+        match = COSTS[self.cost]
+
+        def cost(v):
+            labels = target.labels if target.labels is not None else v["label_logits"].softmax(-1)
+            return match(target.simulate(v["images"], labels), target.observed, names)
+
+        step = grad_and_value(cost)
+        optimiser = torch.optim.LBFGS(list(variables.values()), lr=self.lr, max_iter=20,
+                                      history_size=100, line_search_fn="strong_wolfe")
+        bar = Progress(f"{self.name} restart {restart + 1}/{self.restarts}", self.iterations,
+                       enabled=show)
+        history: list[float] = []
+
+        def closure():
+            grads, value = step({k: v.detach() for k, v in variables.items()})
+            for k, v in variables.items():
+                v.grad = grads[k]
+            return value
+
+        for it in range(self.iterations):
+            value = float(optimiser.step(closure))
+            history.append(value)
+            bar.update(it + 1, value)
+        final = {k: v.detach() for k, v in variables.items()}
+        labels = (target.labels if target.labels is not None
+                  else final["label_logits"].argmax(-1))
+        return final["images"], labels, float(cost(final)), history

@@ -1,0 +1,81 @@
+"""GI: "Inverting Gradients - How easy is it to break privacy in federated learning?"
+(Geiping, Bauermeister, Droege, Moeller; NeurIPS 2020).
+
+Optimise the pixels of R random images so that the update they would produce matches the
+observed one in cosine distance, with a total-variation prior, signed Adam and clamping to
+[0, 1]. Needs: the model, the update, the number of images (or it is estimated) and the labels
+(or they are inferred from the last layer). Works on FedSGD gradients and FedAvg deltas (the
+local steps are unrolled differentiably).
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..types import GradinvError, Observation, Reconstruction
+from .base import Attack, Target, prepare_target, register, restart_generator
+from .objectives import COSTS, top_k_layers, total_variation
+from .optim import optimise_restarts
+
+
+def check_common(iterations: int, restarts: int, lr: float, cost: str) -> None:
+    """Validate the hyper-parameters every optimisation attack shares."""
+    if iterations < 1 or restarts < 1 or lr <= 0:
+        raise GradinvError("iterations and restarts must be >= 1 and lr > 0")
+    if cost not in COSTS:
+        raise GradinvError(f"unknown cost {cost!r}; choose one of {', '.join(COSTS)}")
+
+
+def pick_winner(target: Target, images: torch.Tensor, costs: torch.Tensor, history: list[float],
+                attack: str, **extras: object) -> Reconstruction:
+    """The restart with the lowest matching cost (priors do not count) wins."""
+    costs = costs.nan_to_num(nan=float("inf"))
+    best = int(costs.argmin())
+    return Reconstruction(
+        images=images[best].detach().cpu(),
+        labels=target.labels.cpu(),
+        matching_cost=float(costs[best]),
+        restart_costs=[float(c) for c in costs],
+        loss_history=history,
+        attack=attack,
+        extras={"labels_inferred": target.labels_inferred, "winner": best, **extras},
+    )
+
+
+@register
+class GI(Attack):
+    name = "gi"
+    summary = "Geiping et al. 2020: pixels, cosine cost, TV prior, signed Adam, batched restarts"
+
+    def __init__(self, *, iterations: int = 4800, lr: float = 0.1, restarts: int = 4,
+                 tv: float = 1e-4, cost: str = "cosine", top_k: int | None = None,
+                 signed: bool = True, batched: bool = True) -> None:
+        check_common(iterations, restarts, lr, cost)
+        self.iterations, self.lr, self.restarts, self.tv = iterations, lr, restarts, tv
+        self.cost, self.top_k, self.signed, self.batched = cost, top_k, signed, batched
+
+    def reconstruct(self, model: nn.Module, observation: Observation, *,
+                    image_shape: tuple[int, int, int], seed: int = 0,
+                    device: str | torch.device = "cpu", progress: bool = True) -> Reconstruction:
+        device = torch.device(device)
+        target = prepare_target(model, observation, image_shape=image_shape, device=device)
+        names = top_k_layers(target.observed, self.top_k)
+        match = COSTS[self.cost]
+
+        def cost_fn(v):
+            images = v["images"]
+            matching = match(target.simulate(images, target.labels), target.observed, names)
+            return matching + self.tv * total_variation(images), matching
+
+        shape = (target.num_images, *image_shape)
+        init = torch.stack([
+            (0.5 + 0.25 * torch.randn(shape, generator=restart_generator(seed, r))).clamp(0, 1)
+            for r in range(self.restarts)
+        ]).to(device)
+        result = optimise_restarts(
+            {"images": init}, cost_fn, iterations=self.iterations, lr=self.lr,
+            signed=self.signed, project=lambda v: v["images"].clamp_(0, 1),
+            batched=self.batched, label=self.name, progress=progress,
+        )
+        return pick_winner(target, result.variables["images"], result.matching_costs,
+                           result.history, self.name)

@@ -1,0 +1,121 @@
+"""The whole audit in one call: data -> client update -> observation -> attack -> scores -> report."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from . import attacks
+from .data import adapt_channels, load_dataset, private_batch
+from .fl import compute_update, observe
+from .metrics import Scores, score
+from .models import build_model
+from .report import Row, new_run_dir, write_run
+from .types import FedAvgConfig, GradinvError, Reconstruction, ThreatModel, UpdateKind
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' picks CUDA when present; asking for CUDA without a GPU is a user error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise GradinvError(f"device {name!r} requested but no CUDA GPU is available; "
+                           "use --device cpu or auto")
+    try:
+        return torch.device(name)
+    except RuntimeError:
+        raise GradinvError(f"unknown device {name!r}; use auto, cpu or cuda") from None
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """Everything that defines one audit run; saved verbatim in the run folder."""
+
+    attack: str = "gi"
+    model: str = "lenet"
+    width: int | None = None
+    dataset: str = "default"
+    data_dir: str | None = None
+    split: str = "test"
+    batch_size: int = 1
+    offset: int = 0
+    distinct_labels: bool = True
+    image_size: int = 32
+    channels: int = 3
+    update: UpdateKind = "fedsgd"
+    fedavg: FedAvgConfig = field(default_factory=FedAvgConfig)
+    threat: ThreatModel = field(default_factory=ThreatModel)
+    hyperparameters: dict = field(default_factory=dict)
+    seed: int = 0
+    device: str = "auto"
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    reconstruction: Reconstruction
+    scores: Scores
+    truth: torch.Tensor
+    folder: Path | None
+
+
+def evaluate(reconstruction: Reconstruction, truth_images: torch.Tensor, truth_labels: torch.Tensor,
+             *, data_channels: int, num_classes: int) -> Scores:
+    """Score in the data's own channels (a grey image replicated to RGB is scored as grey)."""
+    return score(adapt_channels(reconstruction.images, data_channels),
+                 adapt_channels(truth_images, data_channels),
+                 predicted_labels=reconstruction.labels, true_labels=truth_labels,
+                 num_classes=num_classes)
+
+
+def run_audit(config: AuditConfig, *, out: str | Path | None = "runs", progress: bool = True,
+              model: nn.Module | None = None) -> AuditResult:
+    """Attack one client batch and write a run folder under ``out`` (unless ``out`` is None)."""
+    device = resolve_device(config.device)
+    attack = attacks.create(config.attack, **config.hyperparameters)
+    dataset = load_dataset(config.dataset, data_dir=config.data_dir, split=config.split,
+                           image_size=config.image_size)
+    batch = private_batch(dataset, config.batch_size, size=config.image_size,
+                          channels=config.channels, offset=config.offset,
+                          distinct_labels=config.distinct_labels)
+    if model is None:
+        model = build_model(config.model, channels=config.channels,
+                            num_classes=dataset.num_classes, image_size=config.image_size,
+                            width=config.width, seed=config.seed)
+    update = compute_update(model, batch, kind=config.update, fedavg=config.fedavg,
+                            mode=config.threat.model_mode)
+    observation = observe(update, config.threat)
+    shape = tuple(batch.images.shape[1:])
+    reconstruction = attack.reconstruct(model, observation, image_shape=shape, seed=config.seed,
+                                        device=device, progress=progress)
+    scores = evaluate(reconstruction, batch.images, batch.labels,
+                      data_channels=dataset.channels, num_classes=dataset.num_classes)
+    folder = None
+    if out is not None:
+        folder = new_run_dir(out, f"{config.attack}-{config.model}-{config.dataset}")
+        write_run(folder, config=asdict(config), title=f"gradinv: {config.attack} on {config.model}",
+                  metrics={config.attack: {**scores.to_dict(), **_summary(reconstruction)}},
+                  rows=[Row("ground truth", batch.images),
+                        Row(config.attack, reconstruction.images[torch.tensor(scores.order)],
+                            scores.to_dict(), reconstruction.loss_history)])
+    return AuditResult(reconstruction, scores, batch.images, folder)
+
+
+def _summary(reconstruction: Reconstruction) -> dict:
+    return {"matching_cost": reconstruction.matching_cost,
+            "restart_costs": reconstruction.restart_costs,
+            "labels": reconstruction.labels.tolist(),
+            "labels_inferred": bool(reconstruction.extras.get("labels_inferred", False))}
+
+
+def audit(*, out: str | Path | None = "runs", progress: bool = True, **settings: object) -> AuditResult:
+    """Keyword front door: settings named like ``AuditConfig`` fields; others go to the attack.
+
+    Example: ``audit(attack="gi", model="lenet", batch_size=1, iterations=300)``.
+    """
+    fields = AuditConfig.__dataclass_fields__
+    config = {k: v for k, v in settings.items() if k in fields}
+    hyper = {k: v for k, v in settings.items() if k not in fields}
+    config["hyperparameters"] = {**config.get("hyperparameters", {}), **hyper}  # type: ignore[dict-item]
+    return run_audit(AuditConfig(**config), out=out, progress=progress)  # type: ignore[arg-type]

@@ -1,0 +1,130 @@
+"""The ``gradinv`` command: parse arguments, call the library, print where the results are."""
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from . import attacks
+from .audit import AuditConfig, AuditResult, run_audit
+from .data import DATASETS
+from .models import available_models
+from .types import FedAvgConfig, GradinvError, ThreatModel
+
+HYPERPARAMETERS = ("iterations", "restarts", "lr", "tv", "cost", "top_k")
+
+
+def _add_attack_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--attack", default="gi", help="attack name (see 'gradinv list')")
+    p.add_argument("--model", default="lenet", help=f"victim model: {', '.join(available_models())}")
+    p.add_argument("--width", type=int, help="model width (convnet, resnet18)")
+    p.add_argument("--dataset", default="default", help=f"one of {', '.join(DATASETS)}")
+    p.add_argument("--data-dir", help="folder holding the dataset's files")
+    p.add_argument("--split", default="test", choices=["train", "test"])
+    p.add_argument("--batch-size", type=int, default=1)
+    p.add_argument("--offset", type=int, default=0, help="index where the batch search starts")
+    p.add_argument("--allow-repeated-labels", action="store_true",
+                   help="allow a batch to hold several images of one class")
+    p.add_argument("--image-size", type=int, default=32)
+    p.add_argument("--channels", type=int, default=3, help="the model's input channels")
+    p.add_argument("--update", default="fedsgd", choices=["fedsgd", "fedavg"])
+    p.add_argument("--local-lr", type=float, default=1e-2, help="FedAvg client learning rate")
+    p.add_argument("--local-batch-size", type=int, default=4, help="FedAvg client batch size")
+    p.add_argument("--local-epochs", type=int, default=1, help="FedAvg client epochs")
+    p.add_argument("--unknown-labels", action="store_true", help="the server does not know labels")
+    p.add_argument("--unknown-count", action="store_true",
+                   help="the server does not know how many images the client used")
+    p.add_argument("--bn-stats", action="store_true", help="the client leaks BatchNorm statistics")
+    p.add_argument("--unknown-hparams", action="store_true",
+                   help="the server does not know the client's local hyper-parameters")
+    p.add_argument("--mode", default="eval", choices=["eval", "train"], help="the model's mode")
+    p.add_argument("--iterations", type=int)
+    p.add_argument("--restarts", type=int)
+    p.add_argument("--lr", type=float, help="attack learning rate")
+    p.add_argument("--tv", type=float, help="total-variation weight")
+    p.add_argument("--cost", choices=["cosine", "l2"])
+    p.add_argument("--top-k", type=int, help="match only the k layers with the largest update")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--out", default="runs", help="folder where the run folder is created")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def config_from_args(args: argparse.Namespace) -> AuditConfig:
+    hyper = {k: getattr(args, k) for k in HYPERPARAMETERS if getattr(args, k) is not None}
+    return AuditConfig(
+        attack=args.attack, model=args.model, width=args.width, dataset=args.dataset,
+        data_dir=args.data_dir, split=args.split, batch_size=args.batch_size, offset=args.offset,
+        distinct_labels=not args.allow_repeated_labels, image_size=args.image_size,
+        channels=args.channels, update=args.update,
+        fedavg=FedAvgConfig(lr=args.local_lr, local_batch_size=args.local_batch_size,
+                            epochs=args.local_epochs),
+        threat=ThreatModel(labels_known=not args.unknown_labels,
+                           num_images_known=not args.unknown_count,
+                           bn_stats_known=args.bn_stats,
+                           local_hparams_known=not args.unknown_hparams, model_mode=args.mode),
+        hyperparameters=hyper, seed=args.seed, device=args.device,
+    )
+
+
+def _print_result(result: AuditResult) -> None:
+    s = result.scores
+    print(f"{result.reconstruction.attack}: mean PSNR {s.mean_psnr:.2f} dB, mean SSIM "
+          f"{s.mean_ssim:.3f}, best PSNR {s.best_psnr:.2f} dB, label accuracy "
+          f"{s.label_accuracy:.2f}, matching cost {result.reconstruction.matching_cost:.4g}")
+    if result.folder is not None:
+        print(f"report: {result.folder / 'report.html'}")
+
+
+def cmd_attack(args: argparse.Namespace) -> None:
+    _print_result(run_audit(config_from_args(args), out=args.out, progress=not args.quiet))
+
+
+def cmd_list(args: argparse.Namespace) -> None:
+    print("attacks:")
+    for name, summary in attacks.available().items():
+        print(f"  {name:8s} {summary}")
+    print(f"models:   {', '.join(available_models())}")
+    print(f"datasets: {', '.join(DATASETS)}")
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    """GI on four held-out Fashion-MNIST images (embedded) against the sigmoid LeNet."""
+    config = AuditConfig(attack="gi", model="lenet", dataset="default", batch_size=4,
+                         hyperparameters={"iterations": args.iterations, "restarts": 2},
+                         seed=args.seed, device=args.device)
+    _print_result(run_audit(config, out=args.out, progress=not args.quiet))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gradinv", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    attack = sub.add_parser("attack", help="attack one client batch and write a report")
+    _add_attack_arguments(attack)
+    attack.set_defaults(run=cmd_attack)
+    sub.add_parser("list", help="list attacks, models and datasets").set_defaults(run=cmd_list)
+    demo = sub.add_parser("demo", help="run the built-in demonstration")
+    demo.add_argument("--out", default="runs/demo")
+    demo.add_argument("--iterations", type=int, default=1000)
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--device", default="auto")
+    demo.add_argument("--quiet", action="store_true")
+    demo.set_defaults(run=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.run(args)
+    except GradinvError as err:
+        print(f"gradinv: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("gradinv: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""The honest client, and the filter that turns its update into what the server observes."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..models.layers import BatchNorm2d
+from ..types import (ClientUpdate, FedAvgConfig, GradinvError, Observation, PrivateBatch,
+                     ThreatModel, UpdateKind)
+from .simulate import FunctionalModel
+
+
+def compute_update(
+    model: nn.Module,
+    batch: PrivateBatch,
+    *,
+    kind: UpdateKind = "fedsgd",
+    fedavg: FedAvgConfig | None = None,
+    mode: str = "eval",
+) -> ClientUpdate:
+    """Run the client's local computation on its private batch (FedSGD gradient or FedAvg delta)."""
+    if kind not in ("fedsgd", "fedavg"):
+        raise GradinvError(f"update kind must be 'fedsgd' or 'fedavg', not {kind!r}")
+    fmodel = FunctionalModel(model, mode)  # type: ignore[arg-type]
+    images, labels = batch.images, batch.labels
+    if kind == "fedsgd":
+        tensors = fmodel.fedsgd_update(images, labels)
+        cfg = None
+    else:
+        cfg = fedavg or FedAvgConfig()
+        tensors = fmodel.fedavg_update(images, labels, cfg)
+    return ClientUpdate(
+        kind=kind,
+        tensors={k: v.detach() for k, v in tensors.items()},
+        labels=labels.clone(),
+        num_images=len(labels),
+        fedavg=cfg,
+        bn_stats=_batch_norm_statistics(fmodel.module, images),
+    )
+
+
+def _batch_norm_statistics(model: nn.Module, images: torch.Tensor) -> dict:
+    """Per-layer batch mean/variance of every BatchNorm input on the client's batch."""
+    stats: dict[str, tuple[torch.Tensor, torch.Tensor]] = {}
+    hooks = []
+    for name, m in model.named_modules():
+        if isinstance(m, BatchNorm2d):
+            def record(_m, inputs, _out, name=name):
+                x = inputs[0].detach()
+                stats[name] = (x.mean((0, 2, 3)), x.var((0, 2, 3), unbiased=False))
+            hooks.append(m.register_forward_hook(record))
+    with torch.no_grad():
+        model(images)
+    for h in hooks:
+        h.remove()
+    return stats
+
+
+def observe(update: ClientUpdate, threat: ThreatModel) -> Observation:
+    """What the server receives: the update, plus only the metadata the threat model allows."""
+    return Observation(
+        kind=update.kind,
+        tensors=dict(update.tensors),
+        threat=threat,
+        labels=update.labels.clone() if threat.labels_known else None,
+        num_images=update.num_images if threat.num_images_known else None,
+        fedavg=update.fedavg if threat.local_hparams_known else None,
+        bn_stats=update.bn_stats if threat.bn_stats_known else None,
+    )

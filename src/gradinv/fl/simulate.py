@@ -1,0 +1,72 @@
+"""The client's computation written functionally, so the attacker can run it on candidate images.
+
+The real client and the attacker call the *same* functions: ``fedsgd_update`` and
+``fedavg_update`` take parameters as a dict and are differentiable (and vmappable) with respect
+to the images, which is what gradient inversion optimises through.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable
+
+import torch
+from torch import nn
+from torch.func import functional_call, grad
+from torch.nn import functional as F
+
+from ..models.layers import BatchNorm2d
+from ..types import FedAvgConfig, ModelMode
+
+Params = dict[str, torch.Tensor]
+UpdateFn = Callable[[torch.Tensor, torch.Tensor], Params]
+
+
+def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy; ``labels`` are class indices (N,) or soft label distributions (N, K)."""
+    if labels.ndim == 2:
+        return -(labels * F.log_softmax(logits, dim=-1)).sum(-1).mean()
+    return F.cross_entropy(logits, labels)
+
+
+class FunctionalModel:
+    """A frozen copy of a model with its parameters and buffers as plain tensors.
+
+    BatchNorm layers never update their running statistics here (see ``BatchNorm2d``), so the
+    user's model is never mutated and the computation vmaps.
+    """
+
+    def __init__(self, model: nn.Module, mode: ModelMode,
+                 device: torch.device | str | None = None) -> None:
+        self.module = copy.deepcopy(model).train(mode == "train")
+        if device is not None:
+            self.module.to(device)
+        for m in self.module.modules():
+            if isinstance(m, BatchNorm2d):
+                m.freeze_stats()
+            elif isinstance(m, nn.modules.batchnorm._BatchNorm):
+                raise TypeError("use gradinv.models.BatchNorm2d so BatchNorm can be vmapped")
+        self.params: Params = {k: v.detach() for k, v in self.module.named_parameters()}
+        self.buffers: Params = {k: v.detach() for k, v in self.module.named_buffers()}
+
+    def loss(self, params: Params, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        logits = functional_call(self.module, (params, self.buffers), (images,))
+        return cross_entropy(logits, labels)
+
+    def fedsgd_update(self, images: torch.Tensor, labels: torch.Tensor) -> Params:
+        """The gradient of the mean batch loss w.r.t. every parameter."""
+        return grad(self.loss)(self.params, images, labels)
+
+    def fedavg_update(self, images: torch.Tensor, labels: torch.Tensor, cfg: FedAvgConfig) -> Params:
+        """theta_K - theta_0 after ``cfg.epochs`` passes of SGD over the batch in fixed order."""
+        params = dict(self.params)
+        n = images.shape[0]
+        for _ in range(cfg.epochs):
+            for start in range(0, n, cfg.local_batch_size):
+                stop = min(start + cfg.local_batch_size, n)
+                grads = grad(self.loss)(params, images[start:stop], labels[start:stop])
+                params = {k: params[k] - cfg.lr * grads[k] for k in params}
+        return {k: params[k] - self.params[k] for k in params}
+
+    def local_steps(self, num_images: int, cfg: FedAvgConfig) -> int:
+        return cfg.epochs * math.ceil(num_images / cfg.local_batch_size)

@@ -1,0 +1,46 @@
+"""Victim networks in plain ``torch.nn``, built by name with a seeded initialisation."""
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from ..types import GradinvError
+from .convnet import ConvNet
+from .layers import BatchNorm2d
+from .lenet import LeNet
+from .resnet import ResNet18
+
+_BUILDERS: dict[str, Callable[[int, int, int, int], nn.Module]] = {
+    "lenet": lambda c, k, size, width: LeNet(c, k, size),
+    "convnet": lambda c, k, size, width: ConvNet(c, k, width),
+    "resnet18": lambda c, k, size, width: ResNet18(c, k, width),
+}
+DEFAULT_WIDTH = {"lenet": 12, "convnet": 32, "resnet18": 64}
+
+
+def available_models() -> list[str]:
+    return sorted(_BUILDERS)
+
+
+def build_model(
+    name: str,
+    *,
+    channels: int = 3,
+    num_classes: int = 10,
+    image_size: int = 32,
+    width: int | None = None,
+    seed: int = 0,
+) -> nn.Module:
+    """Build a victim model; the same seed always gives the same initial weights."""
+    if name not in _BUILDERS:
+        raise GradinvError(f"unknown model {name!r}; choose one of {', '.join(available_models())}")
+    if image_size < 4 or channels < 1 or num_classes < 2:
+        raise GradinvError("a model needs image_size >= 4, channels >= 1 and num_classes >= 2")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return _BUILDERS[name](channels, num_classes, image_size, width or DEFAULT_WIDTH[name])
+
+
+__all__ = ["BatchNorm2d", "ConvNet", "LeNet", "ResNet18", "available_models", "build_model"]

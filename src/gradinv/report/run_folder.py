@@ -1,0 +1,79 @@
+"""Self-describing result folders: config, metrics.json, image grid, loss curve, report.html."""
+from __future__ import annotations
+
+import html
+import json
+import platform
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .png import image_grid, line_plot, write_png
+
+
+@dataclass
+class Row:
+    """One line of the report: a labelled row of images, with optional metrics and loss curve."""
+
+    label: str
+    images: torch.Tensor
+    metrics: dict | None = None
+    loss_history: list[float] | None = None
+
+
+def environment() -> dict:
+    from .. import __version__
+    return {"gradinv": __version__, "torch": torch.__version__, "numpy": np.__version__,
+            "python": platform.python_version(), "platform": platform.platform()}
+
+
+def new_run_dir(root: str | Path, name: str) -> Path:
+    """``root/<timestamp>-<name>``, never reusing an existing folder."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    base = Path(root) / f"{stamp}-{name}"
+    path, k = base, 1
+    while path.exists():
+        path, k = base.with_name(f"{base.name}-{k}"), k + 1
+    path.mkdir(parents=True)
+    return path
+
+
+def write_run(folder: Path, *, config: dict, metrics: dict, rows: list[Row], title: str) -> Path:
+    """Write every artefact of a run into ``folder`` and return the path of report.html."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "config.json").write_text(json.dumps({**config, "environment": environment()},
+                                                   indent=2, default=str))
+    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_png(folder / "grid.png", image_grid([r.images for r in rows], scale=3))
+    curves = {r.label: r.loss_history for r in rows if r.loss_history}
+    write_png(folder / "loss.png", line_plot(curves))
+    report = folder / "report.html"
+    report.write_text(_html(title, config, rows, curves))
+    return report
+
+
+def _html(title: str, config: dict, rows: list[Row], curves: dict[str, list[float]]) -> str:
+    esc = html.escape
+    lines = [f"<tr><td>{esc(r.label)}</td>"
+             + "".join(f"<td>{r.metrics.get(k, float('nan')):.3f}</td>"
+                       for k in ("mean_psnr", "mean_ssim", "best_psnr", "label_accuracy"))
+             + "</tr>" for r in rows if r.metrics]
+    ranges = "".join(
+        f"<li>{esc(k)}: {v[0]:.4g} &rarr; {v[-1]:.4g} (min {min(v):.4g})</li>"
+        for k, v in curves.items())
+    return f"""<!doctype html><html><head><meta charset="utf-8"><title>{esc(title)}</title>
+<style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:2px 10px;text-align:right}}
+img{{image-rendering:pixelated;border:1px solid #ccc}}</style></head><body>
+<h1>{esc(title)}</h1>
+<h2>Images</h2><p>Rows, top to bottom: {esc(', '.join(r.label for r in rows))}.</p>
+<img src="grid.png" alt="image grid">
+<h2>Leakage</h2><table><tr><th></th><th>mean PSNR (dB)</th><th>mean SSIM</th>
+<th>best PSNR (dB)</th><th>label acc.</th></tr>{''.join(lines)}</table>
+<h2>Matching cost per iteration (log scale, best restart)</h2>
+<img src="loss.png" alt="loss curve"><ul>{ranges}</ul>
+<h2>Configuration</h2><pre>{esc(json.dumps(config, indent=2, default=str))}</pre>
+<p>Files: config.json, metrics.json, grid.png, loss.png.</p></body></html>
+"""

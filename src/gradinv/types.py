@@ -1,0 +1,103 @@
+"""Typed values that travel between the stages of an audit.
+
+The flow is: ``PrivateBatch`` (client only) -> client computes a ``ClientUpdate`` -> the server
+receives an ``Observation`` (the update filtered by the ``ThreatModel``) -> an attack returns a
+``Reconstruction``. Only the evaluation step ever sees both a ``PrivateBatch`` and a
+``Reconstruction``: the attack functions accept an ``Observation`` and have no way to reach the
+ground truth.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+
+ModelMode = Literal["eval", "train"]
+UpdateKind = Literal["fedsgd", "fedavg"]
+
+
+class GradinvError(Exception):
+    """An error caused by the user's input; the CLI prints it as one line."""
+
+
+@dataclass(frozen=True)
+class ThreatModel:
+    """What the honest-but-curious server knows besides the update itself."""
+
+    labels_known: bool = True
+    num_images_known: bool = True
+    bn_stats_known: bool = False
+    local_hparams_known: bool = True
+    model_mode: ModelMode = "eval"
+
+    def __post_init__(self) -> None:
+        if self.model_mode not in ("eval", "train"):
+            raise GradinvError(f"model_mode must be 'eval' or 'train', not {self.model_mode!r}")
+
+
+@dataclass(frozen=True)
+class FedAvgConfig:
+    """The client's local training recipe for FedAvg (K = epochs * ceil(n / batch_size) steps)."""
+
+    lr: float = 1e-2
+    local_batch_size: int = 4
+    epochs: int = 1
+
+    def __post_init__(self) -> None:
+        if self.lr <= 0 or self.local_batch_size < 1 or self.epochs < 1:
+            raise GradinvError("FedAvg needs lr > 0, local_batch_size >= 1 and epochs >= 1")
+
+
+@dataclass(frozen=True)
+class PrivateBatch:
+    """The client's private data: images in [0, 1] (N, C, H, W) at the model's input size."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if self.images.ndim != 4 or self.labels.ndim != 1 or len(self.images) != len(self.labels):
+            raise GradinvError("a batch needs images (N, C, H, W) and labels (N,) of equal length")
+
+
+@dataclass(frozen=True)
+class ClientUpdate:
+    """Everything the client sends or leaks, before the threat model filters it."""
+
+    kind: UpdateKind
+    tensors: dict[str, torch.Tensor]
+    labels: torch.Tensor
+    num_images: int
+    fedavg: FedAvgConfig | None = None
+    bn_stats: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
+
+
+@dataclass(frozen=True)
+class Observation:
+    """What the attacker is allowed to use: the update plus the metadata the threat model grants.
+
+    ``tensors`` are per-parameter gradients (FedSGD) or weight differences (FedAvg), keyed by
+    parameter name. Fields the threat model withholds are ``None``.
+    """
+
+    kind: UpdateKind
+    tensors: dict[str, torch.Tensor]
+    threat: ThreatModel
+    labels: torch.Tensor | None
+    num_images: int | None
+    fedavg: FedAvgConfig | None
+    bn_stats: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
+
+
+@dataclass(frozen=True)
+class Reconstruction:
+    """An attack's output: the winning restart's images and labels, and how it got there."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    matching_cost: float
+    restart_costs: list[float]
+    loss_history: list[float]
+    attack: str
+    extras: dict[str, object] = field(default_factory=dict)

@@ -1,0 +1,62 @@
+"""Every registered attack honours the same contract; new attacks are picked up automatically."""
+import pytest
+import torch
+
+from gradinv import attacks
+from gradinv.fl import compute_update, observe
+from gradinv.types import FedAvgConfig, GradinvError, ThreatModel
+
+FAST = {"iterations": 3, "restarts": 2}
+
+
+@pytest.mark.parametrize("name", sorted(attacks.available()))
+@pytest.mark.parametrize("labels_known", [True, False])
+def test_attack_contract(name, labels_known, lenet_case):
+    model, batch, _ = lenet_case
+    obs = observe(compute_update(model, batch), ThreatModel(labels_known=labels_known))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    rec = attacks.create(name, **FAST).reconstruct(model, obs, image_shape=(1, 16, 16), seed=1,
+                                                   progress=False)
+    assert rec.images.shape == batch.images.shape
+    assert torch.isfinite(rec.images).all()
+    assert rec.images.min() >= 0 and rec.images.max() <= 1
+    assert rec.labels.shape == batch.labels.shape
+    assert len(rec.restart_costs) == FAST["restarts"]
+    assert rec.matching_cost == min(rec.restart_costs)
+    assert len(rec.loss_history) == FAST["iterations"]
+    assert rec.attack == name
+    # the attack must not touch the victim model
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k])
+
+
+@pytest.mark.parametrize("name", sorted(attacks.available()))
+def test_attack_same_seed_same_numbers(name, lenet_case):
+    model, _, obs = lenet_case
+    runs = [attacks.create(name, **FAST).reconstruct(model, obs, image_shape=(1, 16, 16),
+                                                     seed=3, progress=False) for _ in range(2)]
+    assert torch.equal(runs[0].images, runs[1].images)
+    other = attacks.create(name, **FAST).reconstruct(model, obs, image_shape=(1, 16, 16),
+                                                     seed=4, progress=False)
+    assert not torch.equal(runs[0].images, other.images)
+
+
+@pytest.mark.parametrize("name", sorted(attacks.available()))
+def test_attack_on_fedavg_update(name, lenet_case, default_data):
+    from gradinv.data import private_batch
+    model, _, _ = lenet_case
+    batch = private_batch(default_data, 2, size=16, channels=1)
+    update = compute_update(model, batch, kind="fedavg",
+                            fedavg=FedAvgConfig(lr=0.1, local_batch_size=1, epochs=1))
+    rec = attacks.create(name, **FAST).reconstruct(model, observe(update, ThreatModel()),
+                                                   image_shape=(1, 16, 16), progress=False)
+    assert rec.images.shape == batch.images.shape
+
+
+def test_registry_rejects_unknown_and_duplicates():
+    with pytest.raises(GradinvError, match="unknown attack"):
+        attacks.create("nope")
+    with pytest.raises(GradinvError, match="bad hyper-parameter"):
+        attacks.create("dlg", tv=0.1)
+    with pytest.raises(ValueError, match="already registered"):
+        attacks.register(type(attacks.create("gi")))

@@ -1,0 +1,99 @@
+"""The command line: a real run writes a complete folder; bad input gives one clear line."""
+import gzip
+import json
+import struct
+
+import numpy as np
+import pytest
+
+from gradinv.cli import main
+
+
+def _run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_attack_writes_self_describing_run_folder(tmp_path, capsys):
+    code, out, _ = _run(capsys, "attack", "--attack", "gi", "--model", "lenet", "--batch-size", "2",
+                        "--iterations", "5", "--restarts", "2", "--image-size", "16",
+                        "--device", "cpu", "--seed", "3", "--out", str(tmp_path), "--quiet")
+    assert code == 0 and "mean PSNR" in out
+    (folder,) = tmp_path.iterdir()
+    for name in ("config.json", "metrics.json", "grid.png", "loss.png", "report.html"):
+        assert (folder / name).stat().st_size > 0
+    config = json.loads((folder / "config.json").read_text())
+    assert config["seed"] == 3 and config["hyperparameters"]["restarts"] == 2
+    assert "torch" in config["environment"]
+    metrics = json.loads((folder / "metrics.json").read_text())["gi"]
+    assert len(metrics["psnr"]) == 2 and len(metrics["restart_costs"]) == 2
+    assert (folder / "grid.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_list_shows_every_attack(capsys):
+    from gradinv.attacks import available
+    code, out, _ = _run(capsys, "list")
+    assert code == 0
+    for name in available():
+        assert name in out
+
+
+def _write_idx(path, array):
+    header = struct.pack(">HBB", 0, 8, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    with gzip.open(path, "wb") as f:
+        f.write(header + array.astype(np.uint8).tobytes())
+
+
+BAD_INPUTS = [
+    (["--attack", "nope"], "unknown attack"),
+    (["--model", "alexnet"], "unknown model"),
+    (["--dataset", "nope"], "unknown dataset"),
+    (["--batch-size", "11"], "larger than the number of classes"),
+    (["--batch-size", "9", "--offset", "495"], "larger than what"),
+    (["--dataset", "cifar10", "--data-dir", "/nonexistent"], "missing CIFAR file"),
+    (["--dataset", "mnist"], "needs --data-dir"),
+    (["--image-size", "2"], "image_size >= 4"),
+    (["--update", "fedavg", "--local-batch-size", "0"], "local_batch_size >= 1"),
+    (["--iterations", "0"], "iterations"),
+]
+
+
+@pytest.mark.parametrize("argv,message", BAD_INPUTS)
+def test_bad_input_gives_one_clear_line(argv, message, capsys, tmp_path):
+    code, _, err = _run(capsys, "attack", "--iterations", "1", "--device", "cpu", "--quiet",
+                        "--out", str(tmp_path), *argv)
+    assert code == 2
+    assert message in err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_cuda_without_gpu_is_a_clear_error(capsys, tmp_path, monkeypatch):
+    import torch
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    code, _, err = _run(capsys, "attack", "--device", "cuda", "--out", str(tmp_path))
+    assert code == 2 and "no CUDA GPU" in err
+
+
+def test_corrupt_and_missing_idx_files(tmp_path, capsys):
+    (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes(b"not gzip at all")
+    _write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", np.zeros(3))
+    code, _, err = _run(capsys, "attack", "--dataset", "mnist", "--data-dir", str(tmp_path),
+                        "--out", str(tmp_path / "runs"))
+    assert code == 2 and "cannot read idx file" in err
+    code, _, err = _run(capsys, "attack", "--dataset", "fashion-mnist", "--data-dir",
+                        str(tmp_path / "empty"), "--out", str(tmp_path / "runs"))
+    assert code == 2 and "missing" in err
+
+
+def test_wrong_image_size_for_a_given_model_is_a_clear_error():
+    from gradinv.attacks import create
+    from gradinv.fl import compute_update, observe
+    from gradinv.models import build_model
+    from gradinv.types import GradinvError, PrivateBatch, ThreatModel
+    import torch
+    model = build_model("lenet", channels=1, image_size=16)
+    obs = observe(compute_update(model, PrivateBatch(torch.rand(1, 1, 16, 16), torch.tensor([1]))),
+                  ThreatModel())
+    with pytest.raises(GradinvError, match="does not accept images"):
+        create("gi", iterations=1).reconstruct(model, obs, image_shape=(1, 32, 32), progress=False)
