@@ -1,12 +1,25 @@
 """Every registered attack honours the same contract; new attacks are picked up automatically."""
+import inspect
+
 import pytest
 import torch
 
 from gradinv import attacks
 from gradinv.fl import compute_update, observe
+from gradinv.priors import DCGANGenerator, Prior
 from gradinv.types import FedAvgConfig, GradinvError, ThreatModel
 
 FAST = {"iterations": 3, "restarts": 2}
+
+
+def make(name: str, **kw):
+    """Create an attack with tiny settings; attacks that need a generator get a small random one."""
+    params = inspect.signature(attacks.base._REGISTRY[name].__init__).parameters
+    extra = {}
+    if "prior" in params:
+        torch.manual_seed(0)
+        extra["prior"] = Prior(DCGANGenerator(latent_dim=8, width=8, channels=1, image_size=32), 8)
+    return attacks.create(name, **FAST, **extra, **kw)
 
 
 @pytest.mark.parametrize("name", sorted(attacks.available()))
@@ -15,7 +28,7 @@ def test_attack_contract(name, labels_known, lenet_case):
     model, batch, _ = lenet_case
     obs = observe(compute_update(model, batch), ThreatModel(labels_known=labels_known))
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    rec = attacks.create(name, **FAST).reconstruct(model, obs, image_shape=(1, 16, 16), seed=1,
+    rec = make(name).reconstruct(model, obs, image_shape=(1, 16, 16), seed=1,
                                                    progress=False)
     assert rec.images.shape == batch.images.shape
     assert torch.isfinite(rec.images).all()
@@ -33,10 +46,10 @@ def test_attack_contract(name, labels_known, lenet_case):
 @pytest.mark.parametrize("name", sorted(attacks.available()))
 def test_attack_same_seed_same_numbers(name, lenet_case):
     model, _, obs = lenet_case
-    runs = [attacks.create(name, **FAST).reconstruct(model, obs, image_shape=(1, 16, 16),
+    runs = [make(name).reconstruct(model, obs, image_shape=(1, 16, 16),
                                                      seed=3, progress=False) for _ in range(2)]
     assert torch.equal(runs[0].images, runs[1].images)
-    other = attacks.create(name, **FAST).reconstruct(model, obs, image_shape=(1, 16, 16),
+    other = make(name).reconstruct(model, obs, image_shape=(1, 16, 16),
                                                      seed=4, progress=False)
     assert not torch.equal(runs[0].images, other.images)
 
@@ -48,7 +61,7 @@ def test_attack_on_fedavg_update(name, lenet_case, default_data):
     batch = private_batch(default_data, 2, size=16, channels=1)
     update = compute_update(model, batch, kind="fedavg",
                             fedavg=FedAvgConfig(lr=0.1, local_batch_size=1, epochs=1))
-    rec = attacks.create(name, **FAST).reconstruct(model, observe(update, ThreatModel()),
+    rec = make(name).reconstruct(model, observe(update, ThreatModel()),
                                                    image_shape=(1, 16, 16), progress=False)
     assert rec.images.shape == batch.images.shape
 

@@ -12,6 +12,7 @@ from .data import adapt_channels, load_dataset, private_batch
 from .fl import compute_update, observe
 from .metrics import Scores, score
 from .models import build_model
+from .priors import load_prior
 from .report import Row, new_run_dir, write_run
 from .types import FedAvgConfig, GradinvError, Reconstruction, ThreatModel, UpdateKind
 
@@ -27,6 +28,16 @@ def resolve_device(name: str) -> torch.device:
         return torch.device(name)
     except RuntimeError:
         raise GradinvError(f"unknown device {name!r}; use auto, cpu or cuda") from None
+
+
+@dataclass(frozen=True)
+class PriorSpec:
+    """Where an attack's generator comes from (see ``gradinv.priors.load_prior``)."""
+
+    source: str = "fashion-mnist"
+    weights: str | None = None
+    latent_dim: int | None = None
+    output_range: tuple[float, float] = (-1.0, 1.0)
 
 
 @dataclass(frozen=True)
@@ -48,6 +59,7 @@ class AuditConfig:
     fedavg: FedAvgConfig = field(default_factory=FedAvgConfig)
     threat: ThreatModel = field(default_factory=ThreatModel)
     hyperparameters: dict = field(default_factory=dict)
+    prior: PriorSpec | None = None
     seed: int = 0
     device: str = "auto"
 
@@ -73,7 +85,10 @@ def run_audit(config: AuditConfig, *, out: str | Path | None = "runs", progress:
               model: nn.Module | None = None) -> AuditResult:
     """Attack one client batch and write a run folder under ``out`` (unless ``out`` is None)."""
     device = resolve_device(config.device)
-    attack = attacks.create(config.attack, **config.hyperparameters)
+    hyper = dict(config.hyperparameters)
+    if config.prior is not None:
+        hyper["prior"] = load_prior(**asdict(config.prior))
+    attack = attacks.create(config.attack, **hyper)
     dataset = load_dataset(config.dataset, data_dir=config.data_dir, split=config.split,
                            image_size=config.image_size)
     batch = private_batch(dataset, config.batch_size, size=config.image_size,

@@ -6,12 +6,12 @@ import sys
 from collections.abc import Sequence
 
 from . import attacks
-from .audit import AuditConfig, AuditResult, run_audit
+from .audit import AuditConfig, AuditResult, PriorSpec, run_audit
 from .data import DATASETS
 from .models import available_models
 from .types import FedAvgConfig, GradinvError, ThreatModel
 
-HYPERPARAMETERS = ("iterations", "restarts", "lr", "tv", "cost", "top_k")
+HYPERPARAMETERS = ("iterations", "restarts", "lr", "tv", "cost", "top_k", "latent_iterations")
 
 
 def _add_attack_arguments(p: argparse.ArgumentParser) -> None:
@@ -44,6 +44,13 @@ def _add_attack_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tv", type=float, help="total-variation weight")
     p.add_argument("--cost", choices=["cosine", "l2"])
     p.add_argument("--top-k", type=int, help="match only the k layers with the largest update")
+    p.add_argument("--latent-iterations", type=int, help="GIAS: iterations of the latent stage")
+    p.add_argument("--prior", help="gi-z / gias generator: fashion-mnist (shipped), faces, a "
+                   "file from 'gradinv prior train', or package.module:factory")
+    p.add_argument("--prior-weights", help="weights file for a package.module:factory generator")
+    p.add_argument("--latent-dim", type=int, help="latent size of a user generator")
+    p.add_argument("--output-range", type=float, nargs=2, default=(-1.0, 1.0),
+                   metavar=("LOW", "HIGH"), help="value range of a user generator's output")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--out", default="runs", help="folder where the run folder is created")
@@ -64,6 +71,8 @@ def config_from_args(args: argparse.Namespace) -> AuditConfig:
                            bn_stats_known=args.bn_stats,
                            local_hparams_known=not args.unknown_hparams, model_mode=args.mode),
         hyperparameters=hyper, seed=args.seed, device=args.device,
+        prior=None if args.prior is None else PriorSpec(
+            args.prior, args.prior_weights, args.latent_dim, tuple(args.output_range)),
     )
 
 
@@ -96,6 +105,36 @@ def cmd_demo(args: argparse.Namespace) -> None:
     _print_result(run_audit(config, out=args.out, progress=not args.quiet))
 
 
+def cmd_prior_train(args: argparse.Namespace) -> None:
+    from .priors.train import PriorTrainingConfig, train_prior
+    config = PriorTrainingConfig(
+        dataset=args.dataset, data_dir=args.data_dir, image_size=args.image_size,
+        latent_dim=args.latent_dim, width=args.width, epochs=args.epochs,
+        batch_size=args.batch_size, lr=args.lr, seed=args.seed, max_images=args.max_images)
+    path = train_prior(config, args.out, progress=not args.quiet)
+    print(f"generator: {path}")
+
+
+def _add_prior_parser(sub) -> None:
+    prior = sub.add_parser("prior", help="generative image priors").add_subparsers(
+        dest="prior_command", required=True)
+    train = prior.add_parser("train", help="train a DCGAN prior on a train split (resumable)")
+    train.add_argument("--dataset", default="fashion-mnist")
+    train.add_argument("--data-dir")
+    train.add_argument("--image-size", type=int, default=32, choices=[32, 64])
+    train.add_argument("--latent-dim", type=int, default=100)
+    train.add_argument("--width", type=int, default=64)
+    train.add_argument("--epochs", type=int, default=10)
+    train.add_argument("--batch-size", type=int, default=128)
+    train.add_argument("--lr", type=float, default=2e-4)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--max-images", type=int, help="use only the first N training images")
+    train.add_argument("--out", default="priors/fashion-mnist",
+                       help="folder for checkpoints, samples and generator.pt (resumes here)")
+    train.add_argument("--quiet", action="store_true")
+    train.set_defaults(run=cmd_prior_train)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gradinv", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -110,6 +149,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--device", default="auto")
     demo.add_argument("--quiet", action="store_true")
     demo.set_defaults(run=cmd_demo)
+    _add_prior_parser(sub)
     return parser
 
 

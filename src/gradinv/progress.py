@@ -13,14 +13,15 @@ def _clock(seconds: float) -> str:
 class Progress:
     """Redraws one line on a terminal; elsewhere (CI, logs) prints a line every 10 %."""
 
-    def __init__(self, label: str, total: int, *, enabled: bool = True) -> None:
-        self.label, self.total, self.enabled = label, max(total, 1), enabled
+    def __init__(self, label: str, total: int, *, enabled: bool = True,
+                 metric: str = "cost") -> None:
+        self.label, self.total, self.enabled, self.metric = label, max(total, 1), enabled, metric
         self.start = time.monotonic()
         self.last_draw = 0.0
         self.last_decile = -1
         self.tty = sys.stderr.isatty()
 
-    def update(self, step: int, cost: float) -> None:
+    def update(self, step: int, value: float) -> None:
         if not self.enabled:
             return
         now = time.monotonic()
@@ -35,7 +36,7 @@ class Progress:
         elapsed = now - self.start
         eta = elapsed / done * (1 - done) if done > 0 else 0.0
         bar = "#" * int(done * 20)
-        line = (f"{self.label} [{bar:<20}] {step}/{self.total} cost {cost:.4g} "
+        line = (f"{self.label} [{bar:<20}] {step}/{self.total} {self.metric} {value:.4g} "
                 f"elapsed {_clock(elapsed)} eta {_clock(eta)}")
         end = "\n" if final or not self.tty else ""
         sys.stderr.write(("\r" if self.tty else "") + line + end)

@@ -1,5 +1,5 @@
 """Gradient inversion attacks, one paper per file, all reachable through a small registry."""
-from . import dlg, gi, idlg  # noqa: F401  (importing registers them)
+from . import dlg, gi, gi_z, gias, idlg  # noqa: F401  (importing registers them)
 from .base import Attack, available, create, prepare_target, register
 from .labels import infer_labels
 

@@ -62,7 +62,7 @@ class GI(Attack):
         names = top_k_layers(target.observed, self.top_k)
         match = COSTS[self.cost]
 
-        def cost_fn(v):
+        def cost_fn(v, _fixed):
             images = v["images"]
             matching = match(target.simulate(images, target.labels), target.observed, names)
             return matching + self.tv * total_variation(images), matching

@@ -1,6 +1,7 @@
 """The optimisation loop shared by GI, GI-z and GIAS: Adam over R restarts in one batched pass.
 
-Each attack supplies a single-restart ``cost_fn(variables) -> (total, matching)``. Batched mode
+Each attack supplies a single-restart ``cost_fn(variables, fixed) -> (total, matching)``;
+``fixed`` holds per-restart tensors that are not optimised (GIAS's latent codes). Batched mode
 maps ``grad`` of it over the leading restart dimension with ``torch.func.vmap``, so R restarts cost
 one forward/backward of an R-times larger batch instead of R Python-level attacks. Sequential mode
 runs the identical loop one restart at a time; it is the reference for tests and benchmarks.
@@ -16,7 +17,7 @@ from torch.func import grad_and_value, vmap
 from ..progress import Progress
 
 Variables = dict[str, torch.Tensor]
-CostFn = Callable[[Variables], tuple[torch.Tensor, torch.Tensor]]
+CostFn = Callable[[Variables, Variables], tuple[torch.Tensor, torch.Tensor]]
 
 
 @dataclass
@@ -35,6 +36,7 @@ def optimise_restarts(
     init: Variables,
     cost_fn: CostFn,
     *,
+    fixed: Variables | None = None,
     iterations: int,
     lr: float,
     signed: bool = True,
@@ -44,11 +46,13 @@ def optimise_restarts(
     progress: bool = True,
 ) -> OptimisationResult:
     """Minimise ``cost_fn`` independently for every restart (leading dim of each variable)."""
+    fixed = fixed or {}
     restarts = next(iter(init.values())).shape[0]
     if batched:
-        return _adam_loop(init, cost_fn, iterations, lr, signed, project, label, progress)
+        return _adam_loop(init, fixed, cost_fn, iterations, lr, signed, project, label, progress)
     parts = [
-        _adam_loop({k: v[r:r + 1] for k, v in init.items()}, cost_fn, iterations, lr, signed,
+        _adam_loop({k: v[r:r + 1] for k, v in init.items()},
+                   {k: v[r:r + 1] for k, v in fixed.items()}, cost_fn, iterations, lr, signed,
                    project, f"{label} restart {r + 1}/{restarts}", progress, vmapped=False)
         for r in range(restarts)
     ]
@@ -61,6 +65,7 @@ def optimise_restarts(
 
 def _adam_loop(
     init: Variables,
+    fixed: Variables,
     cost_fn: CostFn,
     iterations: int,
     lr: float,
@@ -77,7 +82,7 @@ def _adam_loop(
     bar = Progress(label, iterations, enabled=show)
     history: list[float] = []
     for it in range(iterations):
-        grads, (_, matching) = step({k: v.detach() for k, v in variables.items()})
+        grads, (_, matching) = step({k: v.detach() for k, v in variables.items()}, fixed)
         for k, v in variables.items():
             v.grad = grads[k].sign() if signed else grads[k]
         optimiser.step()
@@ -88,7 +93,7 @@ def _adam_loop(
         history.append(float(matching.min()))
         bar.update(it + 1, history[-1])
     final = {k: v.detach() for k, v in variables.items()}
-    matching = vmap(lambda v: cost_fn(v)[1])(final).detach()
+    matching = vmap(lambda v, f: cost_fn(v, f)[1])(final, fixed).detach()
     return OptimisationResult(final, matching, history)
 
 
@@ -100,8 +105,9 @@ def _single_step(cost_fn: CostFn) -> Callable:
     """The same step for exactly one restart, without vmap (the sequential reference)."""
     step = grad_and_value(cost_fn, has_aux=True)
 
-    def run(variables: Variables):
-        grads, (total, matching) = step({k: v[0] for k, v in variables.items()})
+    def run(variables: Variables, fixed: Variables):
+        grads, (total, matching) = step({k: v[0] for k, v in variables.items()},
+                                        {k: v[0] for k, v in fixed.items()})
         return {k: g[None] for k, g in grads.items()}, (total[None], matching[None])
 
     return run
