@@ -65,11 +65,28 @@ class AuditConfig:
 
 
 @dataclass(frozen=True)
-class AuditResult:
+class Outcome:
+    """One attack's reconstruction and its scores against the ground truth."""
+
     reconstruction: Reconstruction
     scores: Scores
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    """Every attack of the run (in order), the ground truth, and the run folder."""
+
+    outcomes: dict[str, Outcome]
     truth: torch.Tensor
     folder: Path | None
+
+    @property
+    def reconstruction(self) -> Reconstruction:
+        return next(iter(self.outcomes.values())).reconstruction
+
+    @property
+    def scores(self) -> Scores:
+        return next(iter(self.outcomes.values())).scores
 
 
 def evaluate(reconstruction: Reconstruction, truth_images: torch.Tensor, truth_labels: torch.Tensor,
@@ -81,14 +98,35 @@ def evaluate(reconstruction: Reconstruction, truth_images: torch.Tensor, truth_l
                  num_classes=num_classes)
 
 
+def attack_names(config: AuditConfig) -> list[str]:
+    """``config.attack`` is one name or a comma-separated list compared on the same update."""
+    names = [n.strip() for n in config.attack.split(",") if n.strip()]
+    if not names or len(set(names)) != len(names):
+        raise GradinvError(f"bad attack list {config.attack!r}")
+    return names
+
+
+def build_attacks(config: AuditConfig) -> dict[str, attacks.Attack]:
+    """Each attack gets the shared hyper-parameters it accepts (same budget for all)."""
+    hyper = dict(config.hyperparameters)
+    if config.prior is not None:
+        hyper["prior"] = load_prior(**asdict(config.prior))
+    names = attack_names(config)
+    accepted = {n: attacks.accepted_hyperparameters(n) for n in names}
+    unused = [k for k in hyper if not any(k in a for a in accepted.values())]
+    if unused:
+        raise GradinvError(f"no attack among {', '.join(names)} takes {unused[0]!r}")
+    if len(names) == 1:
+        return {names[0]: attacks.create(names[0], **hyper)}
+    return {n: attacks.create(n, **{k: v for k, v in hyper.items() if k in accepted[n]})
+            for n in names}
+
+
 def run_audit(config: AuditConfig, *, out: str | Path | None = "runs", progress: bool = True,
               model: nn.Module | None = None) -> AuditResult:
     """Attack one client batch and write a run folder under ``out`` (unless ``out`` is None)."""
     device = resolve_device(config.device)
-    hyper = dict(config.hyperparameters)
-    if config.prior is not None:
-        hyper["prior"] = load_prior(**asdict(config.prior))
-    attack = attacks.create(config.attack, **hyper)
+    chosen = build_attacks(config)
     dataset = load_dataset(config.dataset, data_dir=config.data_dir, split=config.split,
                            image_size=config.image_size)
     batch = private_batch(dataset, config.batch_size, size=config.image_size,
@@ -102,19 +140,24 @@ def run_audit(config: AuditConfig, *, out: str | Path | None = "runs", progress:
                             mode=config.threat.model_mode)
     observation = observe(update, config.threat)
     shape = tuple(batch.images.shape[1:])
-    reconstruction = attack.reconstruct(model, observation, image_shape=shape, seed=config.seed,
-                                        device=device, progress=progress)
-    scores = evaluate(reconstruction, batch.images, batch.labels,
-                      data_channels=dataset.channels, num_classes=dataset.num_classes)
+    outcomes = {}
+    for name, attack in chosen.items():
+        rec = attack.reconstruct(model, observation, image_shape=shape, seed=config.seed,
+                                 device=device, progress=progress)
+        outcomes[name] = Outcome(rec, evaluate(rec, batch.images, batch.labels,
+                                               data_channels=dataset.channels,
+                                               num_classes=dataset.num_classes))
     folder = None
     if out is not None:
-        folder = new_run_dir(out, f"{config.attack}-{config.model}-{config.dataset}")
-        write_run(folder, config=asdict(config), title=f"gradinv: {config.attack} on {config.model}",
-                  metrics={config.attack: {**scores.to_dict(), **_summary(reconstruction)}},
-                  rows=[Row("ground truth", batch.images),
-                        Row(config.attack, reconstruction.images[torch.tensor(scores.order)],
-                            scores.to_dict(), reconstruction.loss_history)])
-    return AuditResult(reconstruction, scores, batch.images, folder)
+        folder = new_run_dir(out, f"{'-'.join(outcomes)}-{config.model}-{config.dataset}")
+        rows = [Row("ground truth", batch.images)] + [
+            Row(name, o.reconstruction.images[torch.tensor(o.scores.order)], o.scores.to_dict(),
+                o.reconstruction.loss_history) for name, o in outcomes.items()]
+        write_run(folder, config=asdict(config), rows=rows,
+                  title=f"gradinv: {', '.join(outcomes)} on {config.model}",
+                  metrics={name: {**o.scores.to_dict(), **_summary(o.reconstruction)}
+                           for name, o in outcomes.items()})
+    return AuditResult(outcomes, batch.images, folder)
 
 
 def _summary(reconstruction: Reconstruction) -> dict:

@@ -1,6 +1,7 @@
 """What every attack shares: the attack interface, the registry, and the simulated client."""
 from __future__ import annotations
 
+import inspect
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
@@ -113,6 +114,13 @@ def register(cls: type[Attack]) -> type[Attack]:
 def available() -> dict[str, str]:
     """Registered attack names with their one-line summaries."""
     return {name: cls.summary for name, cls in sorted(_REGISTRY.items())}
+
+
+def accepted_hyperparameters(name: str) -> set[str]:
+    """The keyword hyper-parameters an attack's constructor takes."""
+    if name not in _REGISTRY:
+        raise GradinvError(f"unknown attack {name!r}; choose one of {', '.join(sorted(_REGISTRY))}")
+    return set(inspect.signature(_REGISTRY[name].__init__).parameters) - {"self"}
 
 
 def create(name: str, **hyperparameters: object) -> Attack:

@@ -34,14 +34,15 @@ class GIAS(Attack):
                  latent_iterations: int | None = None, lr: float = 1e-3, latent_lr: float = 3e-2,
                  restarts: int = 4, tv: float = 1e-6, latent_tv: float = 1e-4,
                  latent_norm: float = 0.0, distance: float = 0.0, cost: str = "cosine",
-                 top_k: int | None = None, signed: bool = False, batched: bool = True) -> None:
+                 top_k: int | None = None, signed: bool = False, latent_signed: bool = False,
+                 batched: bool = True) -> None:
         latent_iterations = iterations * 7 // 20 if latent_iterations is None else latent_iterations
         if not 0 < latent_iterations < iterations:
             raise GradinvError("GIAS needs 0 < latent_iterations < iterations (the total budget)")
         self.prior = resolve_prior(prior)
         self.latent_search = GIz(prior=self.prior, iterations=latent_iterations, lr=latent_lr,
                                  restarts=restarts, tv=latent_tv, latent_norm=latent_norm,
-                                 cost=cost, top_k=top_k, signed=signed, batched=batched)
+                                 cost=cost, top_k=top_k, signed=latent_signed, batched=batched)
         self.iterations = iterations - latent_iterations
         self.lr, self.restarts, self.tv, self.distance = lr, restarts, tv, distance
         self.cost, self.top_k, self.signed, self.batched = cost, top_k, signed, batched

@@ -1,0 +1,146 @@
+"""Quality benchmark: GI vs GI-z vs GIAS on held-out Fashion-MNIST at equal iteration budgets.
+
+Protocol (shared/README.md, section 4): test split; batch k of size B = the first B images with
+pairwise distinct labels from index 100*k; 28 -> 32 px bilinear (antialiased), grey replicated to
+3 channels; CIFAR-style ResNet-18, 10 classes, random init (seed 0), BatchNorm in eval mode;
+labels known; FedSGD gradient of the mean cross-entropy; PSNR per image on the grey image,
+averaged over the batch. The prior is the generator shipped with gradinv (train split only).
+``--case faces`` is the mismatched-prior case GIAS exists for: the DigiFace-1M DCGAN (synthetic
+faces, ``pip install --no-deps gan-face-generate``) attacking real LFW faces (scikit-image).
+
+    python benchmarks/quality.py --quick     # about 10 min on 2 CPU cores (reduced budget)
+    python benchmarks/quality.py             # the full setting, meant for a GPU
+Prints a table (mean over seeds +- std) and writes image grids and results.json under --out.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+from gradinv.attacks import create
+from gradinv.audit import evaluate, resolve_device
+from gradinv.data import ImageDataset, load_dataset, private_batch
+from gradinv.fl import compute_update, observe
+from gradinv.models import build_model
+from gradinv.priors import load_prior
+from gradinv.report import image_grid, write_png
+from gradinv.types import GradinvError, ThreatModel
+
+
+def attack_settings(budget: int, restarts: int, latent_share: float) -> dict[str, dict]:
+    """Equal total iterations for every attack; GIAS splits its budget between the stages."""
+    latent = max(1, int(budget * latent_share))
+    return {
+        "gi": {"iterations": budget, "restarts": restarts},
+        "gi-z": {"iterations": budget, "restarts": restarts},
+        "gias": {"iterations": budget, "latent_iterations": latent, "restarts": restarts},
+    }
+
+
+def load_test_split() -> ImageDataset:
+    try:
+        return load_dataset("fashion-mnist", split="test")
+    except GradinvError:
+        print("Fashion-MNIST not installed: using the embedded 500 test images")
+        return load_dataset("default")
+
+
+def load_lfw_faces() -> ImageDataset:
+    """skimage's lfw_subset, first 100 images (real faces, 25 x 25 grey).
+
+    The subset has no identities, so image i gets the pseudo-label i mod 10: the victim is a
+    random 10-class model and the labels only choose which logit each image's loss pulls.
+    """
+    try:
+        from skimage.data import lfw_subset
+    except ImportError:
+        raise GradinvError("the faces case needs scikit-image: pip install scikit-image") from None
+    faces = torch.from_numpy(lfw_subset()[:100]).float()[:, None].clamp(0, 1)
+    return ImageDataset("lfw-faces", faces, torch.arange(100) % 10, 10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--batch-sizes", type=int, nargs="+")
+    parser.add_argument("--seeds", type=int, nargs="+",
+                        help="batch indices k (offset 100*k; 10*k for faces)")
+    parser.add_argument("--budget", type=int, help="total iterations per attack")
+    parser.add_argument("--restarts", type=int)
+    parser.add_argument("--latent-share", type=float, default=0.35,
+                        help="fraction of GIAS's budget spent in the latent stage")
+    parser.add_argument("--width", type=int, default=64, help="ResNet-18 width")
+    parser.add_argument("--case", default="fashion", choices=["fashion", "faces"],
+                        help="fashion: matching prior on held-out Fashion-MNIST; faces: the "
+                        "DigiFace DCGAN prior (synthetic faces) on real LFW faces (mismatch)")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--out", default="runs/quality")
+    args = parser.parse_args()
+    quick = dict(batch_sizes=[4], seeds=[0, 1], budget=300, restarts=1)
+    full = dict(batch_sizes=[1, 4, 8], seeds=[0, 1, 2], budget=2000, restarts=4)
+    for key, value in (quick if args.quick else full).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+
+    device = resolve_device(args.device)
+    data = load_test_split() if args.case == "fashion" else load_lfw_faces()
+    prior = load_prior("fashion-mnist" if args.case == "fashion" else "faces")
+    step = 100 if args.case == "fashion" else 10
+    model = build_model("resnet18", channels=3, num_classes=10, width=args.width, seed=0)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    settings = attack_settings(args.budget, args.restarts, args.latent_share)
+    print(f"device {device}, ResNet-18 width {args.width}, budget {args.budget} iterations, "
+          f"{args.restarts} restart(s), batches {args.batch_sizes}, seeds {args.seeds}")
+    results: list[dict] = []
+    for batch_size in args.batch_sizes:
+        for seed in args.seeds:
+            batch = private_batch(data, batch_size, size=32, channels=3, offset=step * seed)
+            obs = observe(compute_update(model, batch), ThreatModel())
+            rows = [batch.images]
+            for name, hp in settings.items():
+                extra = {"prior": prior} if name != "gi" else {}
+                started = time.monotonic()
+                rec = create(name, **hp, **extra).reconstruct(
+                    model, obs, image_shape=(3, 32, 32), seed=seed, device=device, progress=False)
+                s = evaluate(rec, batch.images, batch.labels, data_channels=1, num_classes=10)
+                rows.append(rec.images[torch.tensor(s.order)])
+                results.append({"attack": name, "batch_size": batch_size, "seed": seed,
+                                "mean_psnr": s.mean_psnr, "mean_ssim": s.mean_ssim,
+                                "best_psnr": s.best_psnr, "seconds": time.monotonic() - started})
+                print(f"  B={batch_size} seed={seed} {name:5s} PSNR {s.mean_psnr:6.2f} dB "
+                      f"SSIM {s.mean_ssim:.3f} best {s.best_psnr:6.2f} "
+                      f"({time.monotonic() - started:.0f} s)", flush=True)
+            write_png(out / f"grid-B{batch_size}-seed{seed}.png", image_grid(rows, scale=2))
+    (out / "results.json").write_text(json.dumps({"settings": vars(args), "results": results},
+                                                 indent=2))
+    print_table(results, args.batch_sizes, list(settings))
+
+
+def _mean_std(values: list[float]) -> str:
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):6.2f} +- {spread:4.2f}"
+
+
+def print_table(results: list[dict], batch_sizes: list[int], names: list[str]) -> None:
+    print(f"\n{'B':>2s} {'attack':6s} {'PSNR (dB)':>15s} {'SSIM':>15s} {'best PSNR':>15s}")
+    for b in batch_sizes:
+        for name in names:
+            rows = [r for r in results if r["batch_size"] == b and r["attack"] == name]
+            print(f"{b:2d} {name:6s} {_mean_std([r['mean_psnr'] for r in rows]):>15s} "
+                  f"{_mean_std([r['mean_ssim'] for r in rows]):>15s} "
+                  f"{_mean_std([r['best_psnr'] for r in rows]):>15s}")
+        gi, giz, gias = (statistics.mean(r["mean_psnr"] for r in results
+                                         if r["batch_size"] == b and r["attack"] == n)
+                         for n in ("gi", "gi-z", "gias"))
+        print(f"   GIAS - GI {gias - gi:+.2f} dB, GIAS - GI-z {gias - giz:+.2f} dB")
+
+
+if __name__ == "__main__":
+    main()
