@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean
+.PHONY: demo test install faces clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -15,7 +15,13 @@ $(STAMP): $(BIN)/python pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q torch==2.13.0
 	$(BIN)/pip install -q -e ".[test]"
+	$(MAKE) faces
 	touch $(STAMP)
+
+# The DigiFace-1M face generator (13 MB of weights). --no-deps: its declared dependencies
+# (torchvision, wandb) would pull the multi-GB CUDA build of torch, and only its weights are read.
+faces: $(BIN)/python
+	$(BIN)/pip install -q --no-deps gan-face-generate
 
 install: $(STAMP)
 

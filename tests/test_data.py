@@ -80,3 +80,17 @@ def test_protocol_batch_has_distinct_labels(default_data):
     x = to_model_input(images, 32, 3)
     assert x.shape == (8, 3, 32, 32) and 0 <= x.min() and x.max() <= 1
     assert torch.equal(x[:, 0], x[:, 2])
+
+
+def test_sklearn_digits_reader():
+    pytest.importorskip("sklearn")
+    ds = load_dataset("digits")
+    assert ds.images.shape == (1797, 1, 8, 8) and ds.num_classes == 10
+    assert 0 <= ds.images.min() and ds.images.max() <= 1
+
+
+def test_skimage_photos_reader():
+    pytest.importorskip("skimage")
+    ds = load_dataset("skimage")
+    assert ds.images.shape[1:] == (3, 64, 64) and len(ds) == ds.num_classes
+    assert 0 <= ds.images.min() and ds.images.max() <= 1 and ds.images.std() > 0.05

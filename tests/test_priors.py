@@ -149,3 +149,12 @@ def test_user_generator_from_import_path(tmp_path, monkeypatch):
     assert prior.latent_dim == 6
     z = torch.randn(2, 6)
     torch.testing.assert_close(prior.generator(z), reference.eval()(z))
+
+
+def test_faces_prior_loads_into_our_dcgan():
+    pytest.importorskip("gan_face_generate")
+    prior = load_prior("faces")
+    assert isinstance(prior.generator, DCGANGenerator) and prior.latent_dim == 100
+    with torch.no_grad():
+        images = prior.to_model_input(prior.generator(torch.randn(2, 100)), 32, 3)
+    assert images.shape == (2, 3, 32, 32) and images.std() > 0.05

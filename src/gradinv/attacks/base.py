@@ -12,6 +12,7 @@ from torch import nn
 from ..fl.simulate import FunctionalModel, Params
 from ..types import FedAvgConfig, GradinvError, Observation, Reconstruction
 from .labels import estimate_num_images, infer_labels
+from .objectives import COSTS
 
 
 @dataclass
@@ -66,6 +67,30 @@ def prepare_target(
         labels=None if labels is None else labels.to(device),
         labels_inferred=inferred,
         fedavg=fedavg if observation.kind == "fedavg" else None,
+    )
+
+
+def check_common(iterations: int, restarts: int, lr: float, cost: str) -> None:
+    """Validate the hyper-parameters every optimisation attack shares."""
+    if iterations < 1 or restarts < 1 or lr <= 0:
+        raise GradinvError("iterations and restarts must be >= 1 and lr > 0")
+    if cost not in COSTS:
+        raise GradinvError(f"unknown cost {cost!r}; choose one of {', '.join(COSTS)}")
+
+
+def pick_winner(target: Target, images: torch.Tensor, costs: torch.Tensor, history: list[float],
+                attack: str, **extras: object) -> Reconstruction:
+    """The restart with the lowest matching cost (priors do not count) wins."""
+    costs = costs.nan_to_num(nan=float("inf"))
+    best = int(costs.argmin())
+    return Reconstruction(
+        images=images[best].detach().cpu(),
+        labels=target.labels.cpu(),
+        matching_cost=float(costs[best]),
+        restart_costs=[float(c) for c in costs],
+        loss_history=history,
+        attack=attack,
+        extras={"labels_inferred": target.labels_inferred, "winner": best, **extras},
     )
 
 

@@ -13,9 +13,9 @@ from torch import nn
 from torch.func import grad_and_value
 
 from ..progress import Progress
-from ..types import GradinvError, Observation, Reconstruction
-from .base import Attack, Target, prepare_target, register, restart_generator
-from .gi import pick_winner
+from ..types import Observation, Reconstruction
+from .base import (Attack, Target, check_common, pick_winner, prepare_target, register,
+                   restart_generator)
 from .objectives import COSTS, top_k_layers
 
 
@@ -27,10 +27,7 @@ class DLG(Attack):
 
     def __init__(self, *, iterations: int = 100, lr: float = 1.0, restarts: int = 1,
                  cost: str = "l2", top_k: int | None = None) -> None:
-        if iterations < 1 or restarts < 1 or lr <= 0:
-            raise GradinvError("iterations and restarts must be >= 1 and lr > 0")
-        if cost not in COSTS:
-            raise GradinvError(f"unknown cost {cost!r}; choose one of {', '.join(COSTS)}")
+        check_common(iterations, restarts, lr, cost)
         self.iterations, self.lr, self.restarts = iterations, lr, restarts
         self.cost, self.top_k = cost, top_k
 

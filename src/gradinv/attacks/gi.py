@@ -12,34 +12,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..types import GradinvError, Observation, Reconstruction
-from .base import Attack, Target, prepare_target, register, restart_generator
+from ..types import Observation, Reconstruction
+from .base import (Attack, check_common, pick_winner, prepare_target, register,
+                   restart_generator)
 from .objectives import COSTS, top_k_layers, total_variation
 from .optim import optimise_restarts
-
-
-def check_common(iterations: int, restarts: int, lr: float, cost: str) -> None:
-    """Validate the hyper-parameters every optimisation attack shares."""
-    if iterations < 1 or restarts < 1 or lr <= 0:
-        raise GradinvError("iterations and restarts must be >= 1 and lr > 0")
-    if cost not in COSTS:
-        raise GradinvError(f"unknown cost {cost!r}; choose one of {', '.join(COSTS)}")
-
-
-def pick_winner(target: Target, images: torch.Tensor, costs: torch.Tensor, history: list[float],
-                attack: str, **extras: object) -> Reconstruction:
-    """The restart with the lowest matching cost (priors do not count) wins."""
-    costs = costs.nan_to_num(nan=float("inf"))
-    best = int(costs.argmin())
-    return Reconstruction(
-        images=images[best].detach().cpu(),
-        labels=target.labels.cpu(),
-        matching_cost=float(costs[best]),
-        restart_costs=[float(c) for c in costs],
-        loss_history=history,
-        attack=attack,
-        extras={"labels_inferred": target.labels_inferred, "winner": best, **extras},
-    )
 
 
 @register

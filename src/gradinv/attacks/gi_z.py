@@ -13,8 +13,8 @@ from torch import nn
 
 from ..priors import Prior, load_prior
 from ..types import Observation, Reconstruction
-from .base import Attack, Target, prepare_target, register, restart_generator
-from .gi import check_common, pick_winner
+from .base import (Attack, Target, check_common, pick_winner, prepare_target, register,
+                   restart_generator)
 from .objectives import COSTS, top_k_layers, total_variation
 from .optim import OptimisationResult, optimise_restarts
 

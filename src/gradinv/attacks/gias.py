@@ -8,6 +8,11 @@ all restarts are stacked along leading dimensions and evaluated with ``functiona
 ``vmap`` (one batched computation; memory ~ images x restarts x generator size). An optional L2
 penalty keeps the copies near the pretrained weights (off by default, as in the paper, where the
 small learning rate is the only leash). Needs what GI-z needs.
+
+Learning rate of the generator stage: the paper uses 1e-3 for StyleGAN2, whose equalised-lr
+weights are O(1). A DCGAN's weights are ~50x smaller, so the same Adam step moves them ~50x
+further relative to their size; measured on held-out Fashion-MNIST (ResNet-18, batch 4, 400
+iterations) 1e-3 gave 13.6 dB and 1e-4 gave 16.4 dB, hence the default 1e-4 here.
 """
 from __future__ import annotations
 
@@ -17,9 +22,7 @@ from torch.func import functional_call, vmap
 
 from ..priors import Prior
 from ..types import GradinvError, Observation, Reconstruction
-from .base import Attack, register
-from .base import prepare_target
-from .gi import pick_winner
+from .base import Attack, pick_winner, prepare_target, register
 from .gi_z import GIz, resolve_prior
 from .objectives import COSTS, top_k_layers, total_variation
 from .optim import optimise_restarts
@@ -31,7 +34,7 @@ class GIAS(Attack):
     summary = "Kim et al. 2021: GI-z, then per-image fine-tuning of the generator's parameters"
 
     def __init__(self, *, prior: Prior | str = "fashion-mnist", iterations: int = 2000,
-                 latent_iterations: int | None = None, lr: float = 1e-3, latent_lr: float = 3e-2,
+                 latent_iterations: int | None = None, lr: float = 1e-4, latent_lr: float = 3e-2,
                  restarts: int = 4, tv: float = 1e-6, latent_tv: float = 1e-4,
                  latent_norm: float = 0.0, distance: float = 0.0, cost: str = "cosine",
                  top_k: int | None = None, signed: bool = False, latent_signed: bool = False,
