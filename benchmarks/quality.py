@@ -82,7 +82,7 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", default="runs/quality")
     args = parser.parse_args()
-    quick = dict(batch_sizes=[4], seeds=[0, 1], budget=300, restarts=1)
+    quick = dict(batch_sizes=[4], seeds=[0], budget=700, restarts=1)
     full = dict(batch_sizes=[1, 4, 8], seeds=[0, 1, 2], budget=2000, restarts=4)
     for key, value in (quick if args.quick else full).items():
         if getattr(args, key) is None:
