@@ -1,0 +1,6 @@
+"""Generative image priors: generators, loading, and training them."""
+from .dcgan import DCGANDiscriminator, DCGANGenerator
+from .prior import Prior, load_generator, load_prior, save_generator
+
+__all__ = ["DCGANDiscriminator", "DCGANGenerator", "Prior", "load_generator", "load_prior",
+           "save_generator"]
