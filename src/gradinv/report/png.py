@@ -43,22 +43,24 @@ def image_grid(rows: list[torch.Tensor], *, scale: int = 2, pad: int = 2) -> np.
     return canvas
 
 
+CURVE_COLOURS = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14)]
+
+
 def line_plot(series: dict[str, list[float]], *, width: int = 480, height: int = 240,
               log: bool = True) -> np.ndarray:
-    """Rasterise curves (one colour each) over a shared x range; the y axis is log10 if asked."""
-    colours = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (148, 103, 189), (255, 127, 14)]
+    """Rasterise curves (colours in ``CURVE_COLOURS`` order) over a shared x range; log10 y axis."""
     canvas = np.full((height, width, 3), 255, dtype=np.uint8)
     m = 10
     canvas[m:height - m, m] = canvas[height - m - 1, m:width - m] = 0
-    curves = {k: np.asarray(v, dtype=np.float64) for k, v in series.items() if len(v) > 1}
-    if not curves:
-        return canvas
+    curves = [np.asarray(v, dtype=np.float64) for v in series.values()]
     if log:
-        curves = {k: np.log10(np.clip(v, 1e-12, None)) for k, v in curves.items()}
-    finite = np.concatenate([v[np.isfinite(v)] for v in curves.values()])
+        curves = [np.log10(np.clip(v, 1e-12, None)) for v in curves]
+    finite = np.concatenate([v[np.isfinite(v)] for v in curves] + [np.zeros(0)])
     lo, hi = (finite.min(), finite.max()) if finite.size else (0.0, 1.0)
     hi = hi if hi > lo else lo + 1
-    for colour, values in zip(colours * 4, curves.values()):
+    for colour, values in zip(CURVE_COLOURS * 4, curves):
+        if len(values) < 2:
+            continue  # nothing to draw, but the curve keeps its colour
         xs = m + 1 + np.linspace(0, width - 2 * m - 2, len(values))
         ys = height - m - 2 - (np.nan_to_num(values, nan=hi) - lo) / (hi - lo) * (height - 2 * m - 3)
         for x0, y0, x1, y1 in zip(xs[:-1], ys[:-1], xs[1:], ys[1:]):

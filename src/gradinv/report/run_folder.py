@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .png import image_grid, line_plot, write_png
+from .png import CURVE_COLOURS, image_grid, line_plot, write_png
 
 
 @dataclass
@@ -62,8 +62,9 @@ def _html(title: str, config: dict, rows: list[Row], curves: dict[str, list[floa
                        for k in ("mean_psnr", "mean_ssim", "best_psnr", "label_accuracy"))
              + "</tr>" for r in rows if r.metrics]
     ranges = "".join(
-        f"<li>{esc(k)}: {v[0]:.4g} &rarr; {v[-1]:.4g} (min {min(v):.4g})</li>"
-        for k, v in curves.items())
+        f'<li><span style="color:rgb{colour}">&#9632;</span> {esc(k)}: {v[0]:.4g} &rarr; '
+        f"{v[-1]:.4g} (min {min(v):.4g})</li>"
+        for colour, (k, v) in zip(CURVE_COLOURS * 4, curves.items()))
     return f"""<!doctype html><html><head><meta charset="utf-8"><title>{esc(title)}</title>
 <style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:2px 10px;text-align:right}}
 img{{image-rendering:pixelated;border:1px solid #ccc}}</style></head><body>
