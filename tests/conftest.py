@@ -1,3 +1,7 @@
+import gzip
+import struct
+
+import numpy as np
 import pytest
 import torch
 
@@ -24,3 +28,19 @@ def lenet_case(default_data):
     batch = private_batch(default_data, 1, size=16, channels=1, offset=0)
     obs = observe(compute_update(model, batch), ThreatModel())
     return model, batch, obs
+
+
+def _write_idx(path, array):
+    """Write ``array`` as an unsigned-byte idx file, gzipped when the name ends in .gz."""
+    header = struct.pack(">HBB", 0, 8, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    data = header + np.asarray(array).astype(np.uint8).tobytes()
+    if str(path).endswith(".gz"):
+        with gzip.open(path, "wb") as f:
+            f.write(data)
+    else:
+        path.write_bytes(data)
+
+
+@pytest.fixture(scope="session")
+def write_idx():
+    return _write_idx

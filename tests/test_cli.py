@@ -1,7 +1,5 @@
 """The command line: a real run writes a complete folder; bad input gives one clear line."""
-import gzip
 import json
-import struct
 
 import numpy as np
 import pytest
@@ -39,10 +37,6 @@ def test_list_shows_every_attack(capsys):
         assert name in out
 
 
-def _write_idx(path, array):
-    header = struct.pack(">HBB", 0, 8, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    with gzip.open(path, "wb") as f:
-        f.write(header + array.astype(np.uint8).tobytes())
 
 
 BAD_INPUTS = [
@@ -75,9 +69,9 @@ def test_cuda_without_gpu_is_a_clear_error(capsys, tmp_path, monkeypatch):
     assert code == 2 and "no CUDA GPU" in err
 
 
-def test_corrupt_and_missing_idx_files(tmp_path, capsys):
+def test_corrupt_and_missing_idx_files(write_idx, tmp_path, capsys):
     (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes(b"not gzip at all")
-    _write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", np.zeros(3))
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", np.zeros(3))
     code, _, err = _run(capsys, "attack", "--dataset", "mnist", "--data-dir", str(tmp_path),
                         "--out", str(tmp_path / "runs"))
     assert code == 2 and "cannot read idx file" in err

@@ -1,7 +1,5 @@
 """Dataset readers, tested on tiny files written here, and the batch/transform helpers."""
-import gzip
 import pickle
-import struct
 
 import numpy as np
 import pytest
@@ -12,21 +10,13 @@ from gradinv.data.readers import load_fashion_mnist
 from gradinv.types import GradinvError
 
 
-def _write_idx(path, array):
-    header = struct.pack(">HBB", 0, 8, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    data = header + array.astype(np.uint8).tobytes()
-    if path.suffix == ".gz":
-        with gzip.open(path, "wb") as f:
-            f.write(data)
-    else:
-        path.write_bytes(data)
 
 
 @pytest.mark.parametrize("suffix", [".gz", ""])
-def test_idx_reader(tmp_path, suffix):
+def test_idx_reader(write_idx, tmp_path, suffix):
     images = np.arange(5 * 28 * 28).reshape(5, 28, 28) % 256
-    _write_idx(tmp_path / f"t10k-images-idx3-ubyte{suffix}", images)
-    _write_idx(tmp_path / f"t10k-labels-idx1-ubyte{suffix}", np.array([0, 1, 2, 3, 9]))
+    write_idx(tmp_path / f"t10k-images-idx3-ubyte{suffix}", images)
+    write_idx(tmp_path / f"t10k-labels-idx1-ubyte{suffix}", np.array([0, 1, 2, 3, 9]))
     ds = load_dataset("mnist", data_dir=tmp_path)
     assert ds.images.shape == (5, 1, 28, 28) and ds.labels.tolist() == [0, 1, 2, 3, 9]
     assert torch.allclose(ds.images[0, 0], torch.from_numpy(images[0]).float() / 255)

@@ -1,6 +1,4 @@
 """Generators: save/load, prior training with resume, and GIAS's batched per-image copies."""
-import gzip
-import struct
 
 import numpy as np
 import pytest
@@ -15,19 +13,15 @@ from gradinv.priors import DCGANGenerator, Prior, load_generator, load_prior, sa
 from gradinv.types import GradinvError, PrivateBatch, ThreatModel
 
 
-def _write_idx(path, array):
-    header = struct.pack(">HBB", 0, 8, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
-    with gzip.open(path, "wb") as f:
-        f.write(header + array.astype(np.uint8).tobytes())
 
 
 @pytest.fixture(scope="module")
-def train_dir(tmp_path_factory, default_data):
+def train_dir(write_idx, tmp_path_factory, default_data):
     """A 'train split' made of embedded images 250..499, disjoint from the attacked ones (< 250)."""
     root = tmp_path_factory.mktemp("train")
     images = (default_data.images[250:, 0] * 255).round().numpy()
-    _write_idx(root / "train-images-idx3-ubyte.gz", images)
-    _write_idx(root / "train-labels-idx1-ubyte.gz", default_data.labels[250:].numpy())
+    write_idx(root / "train-images-idx3-ubyte.gz", images)
+    write_idx(root / "train-labels-idx1-ubyte.gz", default_data.labels[250:].numpy())
     return root
 
 
