@@ -4,4 +4,5 @@ from .base import (Attack, accepted_hyperparameters, available, create, prepare_
                    register)
 from .labels import infer_labels
 
-__all__ = ["Attack", "accepted_hyperparameters", "available", "create", "infer_labels", "prepare_target", "register"]
+__all__ = ["Attack", "accepted_hyperparameters", "available", "create", "infer_labels",
+           "prepare_target", "register"]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import ClassVar
@@ -12,7 +13,7 @@ from torch import nn
 from ..fl.simulate import FunctionalModel, Params
 from ..types import FedAvgConfig, GradinvError, Observation, Reconstruction
 from .labels import estimate_num_images, infer_labels
-from .objectives import COSTS
+from .objectives import COSTS, top_k_layers
 
 
 @dataclass
@@ -34,6 +35,13 @@ class Target:
         if self.fedavg is None:
             return self.model.fedsgd_update(images, labels)
         return self.model.fedavg_update(images, labels, self.fedavg)
+
+    def matching_cost(self, cost: str, top_k: int | None
+                      ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+        """(images, labels) -> distance between their simulated update and the observed one."""
+        names = top_k_layers(self.observed, top_k)
+        distance = COSTS[cost]
+        return lambda images, labels: distance(self.simulate(images, labels), self.observed, names)
 
 
 def prepare_target(

@@ -16,7 +16,6 @@ from ..progress import Progress
 from ..types import Observation, Reconstruction
 from .base import (Attack, Target, check_common, pick_winner, prepare_target, register,
                    restart_generator)
-from .objectives import COSTS, top_k_layers
 
 
 @register
@@ -55,12 +54,11 @@ class DLG(Attack):
         if target.labels is None:
             variables["label_logits"] = torch.randn((target.num_images, num_classes), generator=gen)
         variables = {k: v.to(device).requires_grad_(True) for k, v in variables.items()}
-        names = top_k_layers(target.observed, self.top_k)
-        match = COSTS[self.cost]
+        match = target.matching_cost(self.cost, self.top_k)
 
         def cost(v):
             labels = target.labels if target.labels is not None else v["label_logits"].softmax(-1)
-            return match(target.simulate(v["images"], labels), target.observed, names)
+            return match(v["images"], labels)
 
         step = grad_and_value(cost)
         optimiser = torch.optim.LBFGS(list(variables.values()), lr=self.lr, max_iter=20,

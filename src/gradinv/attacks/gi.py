@@ -15,7 +15,7 @@ from torch import nn
 from ..types import Observation, Reconstruction
 from .base import (Attack, check_common, pick_winner, prepare_target, register,
                    restart_generator)
-from .objectives import COSTS, top_k_layers, total_variation
+from .objectives import total_variation
 from .optim import optimise_restarts
 
 
@@ -36,12 +36,11 @@ class GI(Attack):
                     device: str | torch.device = "cpu", progress: bool = True) -> Reconstruction:
         device = torch.device(device)
         target = prepare_target(model, observation, image_shape=image_shape, device=device)
-        names = top_k_layers(target.observed, self.top_k)
-        match = COSTS[self.cost]
+        match = target.matching_cost(self.cost, self.top_k)
 
         def cost_fn(v, _fixed):
             images = v["images"]
-            matching = match(target.simulate(images, target.labels), target.observed, names)
+            matching = match(images, target.labels)
             return matching + self.tv * total_variation(images), matching
 
         shape = (target.num_images, *image_shape)

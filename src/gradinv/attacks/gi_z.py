@@ -15,7 +15,7 @@ from ..priors import Prior, load_prior
 from ..types import Observation, Reconstruction
 from .base import (Attack, Target, check_common, pick_winner, prepare_target, register,
                    restart_generator)
-from .objectives import COSTS, top_k_layers, total_variation
+from .objectives import total_variation
 from .optim import OptimisationResult, optimise_restarts
 
 
@@ -57,12 +57,11 @@ class GIz(Attack):
                device: torch.device, progress: bool) -> OptimisationResult:
         """Optimise z for every restart; returns per-restart latents and matching costs."""
         self.prior.to(device)
-        names = top_k_layers(target.observed, self.top_k)
-        match = COSTS[self.cost]
+        match = target.matching_cost(self.cost, self.top_k)
 
         def cost_fn(v, _fixed):
             images = self.render(v["z"], image_shape)
-            matching = match(target.simulate(images, target.labels), target.observed, names)
+            matching = match(images, target.labels)
             prior = self.tv * total_variation(images) + self.latent_norm * v["z"].norm(dim=-1).mean()
             return matching + prior, matching
 

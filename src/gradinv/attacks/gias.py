@@ -24,7 +24,7 @@ from ..priors import Prior
 from ..types import GradinvError, Observation, Reconstruction
 from .base import Attack, pick_winner, prepare_target, register
 from .gi_z import GIz, resolve_prior
-from .objectives import COSTS, top_k_layers, total_variation
+from .objectives import total_variation
 from .optim import optimise_restarts
 
 
@@ -60,14 +60,13 @@ class GIAS(Attack):
         gen = self.prior.generator
         pretrained = {k: v.detach() for k, v in gen.named_parameters()}
         buffers = {k: v.detach() for k, v in gen.named_buffers()}
-        names = top_k_layers(target.observed, self.top_k)
-        match = COSTS[self.cost]
+        match = target.matching_cost(self.cost, self.top_k)
         render = self._render_batched if self.batched else self._render_loop
 
         def cost_fn(v, fixed):
             raw = render(v, buffers, fixed["z"])
             images = self.prior.to_model_input(raw, image_shape[-1], image_shape[0])
-            matching = match(target.simulate(images, target.labels), target.observed, names)
+            matching = match(images, target.labels)
             total = matching + self.tv * total_variation(images)
             if self.distance:
                 total = total + self.distance * sum(
