@@ -116,8 +116,6 @@ def build_attacks(config: AuditConfig) -> dict[str, attacks.Attack]:
     unused = [k for k in hyper if not any(k in a for a in accepted.values())]
     if unused:
         raise GradinvError(f"no attack among {', '.join(names)} takes {unused[0]!r}")
-    if len(names) == 1:
-        return {names[0]: attacks.create(names[0], **hyper)}
     return {n: attacks.create(n, **{k: v for k, v in hyper.items() if k in accepted[n]})
             for n in names}
 
