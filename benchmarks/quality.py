@@ -7,9 +7,12 @@ labels known; FedSGD gradient of the mean cross-entropy; PSNR per image on the g
 averaged over the batch. The prior is the generator shipped with gradinv (train split only).
 ``--case faces`` is the mismatched-prior case GIAS exists for: the DigiFace-1M DCGAN (synthetic
 faces, ``pip install --no-deps gan-face-generate``) attacking real LFW faces (scikit-image).
+Every batch also gets the prior's ceiling: the closest G(z) to the true images, found by fitting
+z to the pixels. GI-z cannot beat it; if GI-z stays far below it, the search is what fails.
 
     python benchmarks/quality.py --quick     # about 10 min on 2 CPU cores (reduced budget)
     python benchmarks/quality.py             # the full setting, meant for a GPU
+    python benchmarks/quality.py --quick --attacks gi --set gi.init=noise --budget 2000
 Prints a table (mean over seeds +- std) and writes image grids and results.json under --out.
 """
 from __future__ import annotations
@@ -24,22 +27,48 @@ import torch
 
 from gradinv.attacks import create
 from gradinv.audit import evaluate, resolve_device
-from gradinv.data import ImageDataset, load_dataset, private_batch
+from gradinv.data import ImageDataset, adapt_channels, load_dataset, private_batch
 from gradinv.fl import compute_update, observe
 from gradinv.models import build_model
-from gradinv.priors import load_prior
+from gradinv.metrics import psnr
+from gradinv.priors import load_prior, project
 from gradinv.report import image_grid, write_png
 from gradinv.types import GradinvError, ThreatModel
 
 
-def attack_settings(budget: int, restarts: int, latent_share: float) -> dict[str, dict]:
-    """Equal total iterations for every attack; GIAS splits its budget between the stages."""
+ATTACKS = ("gi", "gi-z", "gias")
+
+
+def attack_settings(names: list[str], budget: int, restarts: int, latent_share: float,
+                    overrides: list[str]) -> dict[str, dict]:
+    """Equal total iterations for every attack; GIAS splits its budget between the stages.
+
+    ``overrides`` are ``attack.key=value`` strings (``gi.init=noise``, ``gias.lr=3e-4``) for
+    the ablations recorded in RESULTS.md.
+    """
     latent = max(1, int(budget * latent_share))
-    return {
+    settings = {
         "gi": {"iterations": budget, "restarts": restarts},
         "gi-z": {"iterations": budget, "restarts": restarts},
         "gias": {"iterations": budget, "latent_iterations": latent, "restarts": restarts},
     }
+    for override in overrides:
+        name, _, rest = override.partition(".")
+        key, _, value = rest.partition("=")
+        if name not in settings or not key or not value:
+            raise SystemExit(f"--set expects attack.key=value with attack in {ATTACKS}: "
+                             f"{override!r}")
+        settings[name][key] = _literal(value)
+    return {name: settings[name] for name in names}
+
+
+def _literal(text: str) -> int | float | str:
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 def load_test_split() -> ImageDataset:
@@ -76,6 +105,10 @@ def main() -> None:
     parser.add_argument("--latent-share", type=float, default=0.35,
                         help="fraction of GIAS's budget spent in the latent stage")
     parser.add_argument("--width", type=int, default=64, help="ResNet-18 width")
+    parser.add_argument("--attacks", default=",".join(ATTACKS),
+                        help="comma-separated subset of gi,gi-z,gias")
+    parser.add_argument("--set", action="append", default=[], metavar="ATTACK.KEY=VALUE",
+                        help="override one hyper-parameter, e.g. gi.init=noise (repeatable)")
     parser.add_argument("--case", default="fashion", choices=["fashion", "faces"],
                         help="fashion: matching prior on held-out Fashion-MNIST; faces: the "
                         "DigiFace DCGAN prior (synthetic faces) on real LFW faces (mismatch)")
@@ -95,15 +128,27 @@ def main() -> None:
     model = build_model("resnet18", channels=3, num_classes=10, width=args.width, seed=0)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    settings = attack_settings(args.budget, args.restarts, args.latent_share)
+    names = [n.strip() for n in args.attacks.split(",")]
+    if any(n not in ATTACKS for n in names):
+        parser.error(f"--attacks takes a subset of {','.join(ATTACKS)}")
+    settings = attack_settings(names, args.budget, args.restarts, args.latent_share, args.set)
     print(f"device {device}, ResNet-18 width {args.width}, budget {args.budget} iterations, "
-          f"{args.restarts} restart(s), batches {args.batch_sizes}, seeds {args.seeds}")
+          f"{args.restarts} restart(s), batches {args.batch_sizes}, seeds {args.seeds}, "
+          f"settings {settings}")
     results: list[dict] = []
     for batch_size in args.batch_sizes:
         for seed in args.seeds:
             batch = private_batch(data, batch_size, size=32, channels=3, offset=step * seed)
             obs = observe(compute_update(model, batch), ThreatModel())
             rows = [batch.images]
+            ceiling = project(prior, batch.images.to(device), iterations=1000, restarts=4,
+                              seed=seed).cpu()
+            ceiling_psnr = psnr(adapt_channels(ceiling, 1), adapt_channels(batch.images, 1))
+            results.append({"attack": "projection", "batch_size": batch_size, "seed": seed,
+                            "mean_psnr": float(ceiling_psnr.mean()),
+                            "best_psnr": float(ceiling_psnr.max())})
+            print(f"  B={batch_size} seed={seed} prior ceiling (closest G(z) to the truth) "
+                  f"PSNR {results[-1]['mean_psnr']:6.2f} dB", flush=True)
             for name, hp in settings.items():
                 extra = {"prior": prior} if name != "gi" else {}
                 started = time.monotonic()
@@ -136,10 +181,15 @@ def print_table(results: list[dict], batch_sizes: list[int], names: list[str]) -
             print(f"{b:2d} {name:6s} {_mean_std([r['mean_psnr'] for r in rows]):>15s} "
                   f"{_mean_std([r['mean_ssim'] for r in rows]):>15s} "
                   f"{_mean_std([r['best_psnr'] for r in rows]):>15s}")
-        gi, giz, gias = (statistics.mean(r["mean_psnr"] for r in results
-                                         if r["batch_size"] == b and r["attack"] == n)
-                         for n in ("gi", "gi-z", "gias"))
-        print(f"   GIAS - GI {gias - gi:+.2f} dB, GIAS - GI-z {gias - giz:+.2f} dB")
+        if set(ATTACKS) <= set(names):
+            gi, giz, gias = (statistics.mean(r["mean_psnr"] for r in results
+                                             if r["batch_size"] == b and r["attack"] == n)
+                             for n in ATTACKS)
+            print(f"   GIAS - GI {gias - gi:+.2f} dB, GIAS - GI-z {gias - giz:+.2f} dB")
+        ceiling = [r["mean_psnr"] for r in results
+                   if r["batch_size"] == b and r["attack"] == "projection"]
+        print(f"   prior ceiling (closest G(z) to the truth, no attack): "
+              f"{_mean_std(ceiling).strip()} dB")
 
 
 if __name__ == "__main__":

@@ -73,3 +73,11 @@ def test_registry_rejects_unknown_and_duplicates():
         attacks.create("dlg", tv=0.1)
     with pytest.raises(ValueError, match="already registered"):
         attacks.register(type(attacks.create("gi")))
+
+
+def test_gi_start_images():
+    with pytest.raises(GradinvError, match="unknown init"):
+        attacks.create("gi", init="zeros")
+    noise = torch.randn(2, 1, 4, 4)
+    assert attacks.gi.INITS["noise"](noise) is noise  # the official init: plain N(0, 1) pixels
+    assert 0 <= float(attacks.gi.INITS["grey"](noise).min()) <= float(attacks.gi.INITS["grey"](noise).max()) <= 1

@@ -9,7 +9,8 @@ from gradinv.cli import main
 from gradinv.fl import compute_update, observe
 from gradinv.metrics import psnr
 from gradinv.models import build_model
-from gradinv.priors import DCGANGenerator, Prior, load_generator, load_prior, save_generator
+from gradinv.priors import (DCGANGenerator, Prior, load_generator, load_prior, project,
+                             save_generator)
 from gradinv.types import GradinvError, PrivateBatch, ThreatModel
 
 
@@ -152,3 +153,17 @@ def test_faces_prior_loads_into_our_dcgan():
     with torch.no_grad():
         images = prior.to_model_input(prior.generator(torch.randn(2, 100)), 32, 3)
     assert images.shape == (2, 3, 32, 32) and images.std() > 0.05
+
+
+def test_projection_finds_images_the_generator_can_make(tiny_prior, default_data):
+    z = torch.randn(3, tiny_prior.latent_dim, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        in_range = tiny_prior.to_model_input(tiny_prior.generator(z), 32, 1)
+    real = default_data.images[:3]  # never seen by the tiny prior (trained on 250..499)
+    fit_in_range = project(tiny_prior, in_range, iterations=300, restarts=4)
+    fit_real = project(tiny_prior, torch.nn.functional.interpolate(real, size=32), iterations=300,
+                       restarts=4)
+    assert fit_in_range.shape == in_range.shape
+    in_range_psnr = psnr(fit_in_range, in_range).mean()
+    assert in_range_psnr > 30
+    assert psnr(fit_real, torch.nn.functional.interpolate(real, size=32)).mean() < in_range_psnr

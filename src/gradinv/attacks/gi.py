@@ -3,7 +3,9 @@
 
 Optimise the pixels of R random images so that the update they would produce matches the
 observed one in cosine distance, with a total-variation prior, signed Adam and clamping to
-[0, 1]. Needs: the model, the update, the number of images (or it is estimated) and the labels
+[0, 1]. Start images: ``init="grey"`` (default) draws 0.5 + 0.25 N(0, 1), i.e. noise around
+mid-grey inside the valid range; ``init="noise"`` is the official code's N(0, 1) in pixel space
+(clamped after the first step, so about half of the pixels start black). Needs: the model, the update, the number of images (or it is estimated) and the labels
 (or they are inferred from the last layer). Works on FedSGD gradients and FedAvg deltas (the
 local steps are unrolled differentiably).
 """
@@ -12,11 +14,17 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..types import Observation, Reconstruction
+from ..types import GradinvError, Observation, Reconstruction
 from .base import (Attack, check_common, pick_winner, prepare_target, register,
                    restart_generator)
 from .objectives import total_variation
 from .optim import optimise_restarts
+
+# Start images from standard normal noise, per initialisation scheme.
+INITS = {
+    "grey": lambda noise: (0.5 + 0.25 * noise).clamp(0, 1),
+    "noise": lambda noise: noise,
+}
 
 
 @register
@@ -26,8 +34,11 @@ class GI(Attack):
 
     def __init__(self, *, iterations: int = 4800, lr: float = 0.1, restarts: int = 4,
                  tv: float = 1e-4, cost: str = "cosine", top_k: int | None = None,
-                 signed: bool = True, batched: bool = True) -> None:
+                 signed: bool = True, init: str = "grey", batched: bool = True) -> None:
         check_common(iterations, restarts, lr, cost)
+        if init not in INITS:
+            raise GradinvError(f"unknown init {init!r}; choose one of {', '.join(INITS)}")
+        self.init = init
         self.iterations, self.lr, self.restarts, self.tv = iterations, lr, restarts, tv
         self.cost, self.top_k, self.signed, self.batched = cost, top_k, signed, batched
 
@@ -44,10 +55,8 @@ class GI(Attack):
             return matching + self.tv * total_variation(images), matching
 
         shape = (target.num_images, *image_shape)
-        init = torch.stack([
-            (0.5 + 0.25 * torch.randn(shape, generator=restart_generator(seed, r))).clamp(0, 1)
-            for r in range(self.restarts)
-        ]).to(device)
+        init = torch.stack([INITS[self.init](torch.randn(shape, generator=restart_generator(seed, r)))
+                            for r in range(self.restarts)]).to(device)
         result = optimise_restarts(
             {"images": init}, cost_fn, iterations=self.iterations, lr=self.lr,
             signed=self.signed, project=lambda v: v["images"].clamp_(0, 1),
