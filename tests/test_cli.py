@@ -16,13 +16,15 @@ def _run(capsys, *argv):
 def test_attack_writes_self_describing_run_folder(tmp_path, capsys):
     code, out, _ = _run(capsys, "attack", "--attack", "gi", "--model", "lenet", "--batch-size", "2",
                         "--iterations", "5", "--restarts", "2", "--image-size", "16",
-                        "--device", "cpu", "--seed", "3", "--out", str(tmp_path), "--quiet")
+                        "--init", "noise", "--device", "cpu", "--seed", "3", "--out",
+                        str(tmp_path), "--quiet")
     assert code == 0 and "mean PSNR" in out
     (folder,) = tmp_path.iterdir()
     for name in ("config.json", "metrics.json", "grid.png", "loss.png", "report.html"):
         assert (folder / name).stat().st_size > 0
     config = json.loads((folder / "config.json").read_text())
     assert config["seed"] == 3 and config["hyperparameters"]["restarts"] == 2
+    assert config["hyperparameters"]["init"] == "noise"
     assert "torch" in config["environment"]
     metrics = json.loads((folder / "metrics.json").read_text())["gi"]
     assert len(metrics["psnr"]) == 2 and len(metrics["restart_costs"]) == 2
@@ -50,6 +52,7 @@ BAD_INPUTS = [
     (["--image-size", "2"], "image_size >= 4"),
     (["--update", "fedavg", "--local-batch-size", "0"], "local_batch_size >= 1"),
     (["--iterations", "0"], "iterations"),
+    (["--attack", "gi-z", "--init", "noise"], "takes 'init'"),
 ]
 
 

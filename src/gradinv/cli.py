@@ -11,7 +11,8 @@ from .data import DATASETS
 from .models import available_models
 from .types import FedAvgConfig, GradinvError, ThreatModel
 
-HYPERPARAMETERS = ("iterations", "restarts", "lr", "tv", "cost", "top_k", "latent_iterations")
+HYPERPARAMETERS = ("iterations", "restarts", "lr", "tv", "cost", "top_k", "latent_iterations",
+                   "init")
 
 
 def _add_attack_arguments(p: argparse.ArgumentParser) -> None:
@@ -46,6 +47,8 @@ def _add_attack_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cost", choices=["cosine", "l2"])
     p.add_argument("--top-k", type=int, help="match only the k layers with the largest update")
     p.add_argument("--latent-iterations", type=int, help="GIAS: iterations of the latent stage")
+    p.add_argument("--init", choices=["grey", "noise"],
+                   help="GI: start images (grey: 0.5 + 0.25 N(0,1); noise: the official N(0,1))")
     p.add_argument("--prior", help="gi-z / gias generator: fashion-mnist (shipped), faces, a "
                    "file from 'gradinv prior train', or package.module:factory")
     p.add_argument("--prior-weights", help="weights file for a package.module:factory generator")
