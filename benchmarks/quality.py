@@ -55,8 +55,8 @@ def attack_settings(names: list[str], budget: int, restarts: int, latent_share: 
     for override in overrides:
         name, _, rest = override.partition(".")
         key, _, value = rest.partition("=")
-        if name not in settings or not key or not value:
-            raise SystemExit(f"--set expects attack.key=value with attack in {ATTACKS}: "
+        if name not in names or not key or not value:
+            raise SystemExit(f"--set expects attack.key=value with attack in {names}: "
                              f"{override!r}")
         settings[name][key] = _literal(value)
     return {name: settings[name] for name in names}

@@ -80,4 +80,10 @@ def test_gi_start_images():
         attacks.create("gi", init="zeros")
     noise = torch.randn(2, 1, 4, 4)
     assert attacks.gi.INITS["noise"](noise) is noise  # the official init: plain N(0, 1) pixels
-    assert 0 <= float(attacks.gi.INITS["grey"](noise).min()) <= float(attacks.gi.INITS["grey"](noise).max()) <= 1
+    grey = attacks.gi.INITS["grey"](noise)
+    assert 0 <= float(grey.min()) <= float(grey.max()) <= 1
+
+
+def test_gias_checks_its_generator_stage_settings():
+    with pytest.raises(GradinvError, match="lr > 0"):
+        attacks.create("gias", lr=0.0)

@@ -151,14 +151,14 @@ def test_faces_prior_loads_into_our_dcgan():
     prior = load_prior("faces")
     assert isinstance(prior.generator, DCGANGenerator) and prior.latent_dim == 100
     with torch.no_grad():
-        images = prior.to_model_input(prior.generator(torch.randn(2, 100)), 32, 3)
+        images = prior.render(torch.randn(2, 100), (3, 32, 32))
     assert images.shape == (2, 3, 32, 32) and images.std() > 0.05
 
 
 def test_projection_finds_images_the_generator_can_make(tiny_prior, default_data):
     z = torch.randn(3, tiny_prior.latent_dim, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
-        in_range = tiny_prior.to_model_input(tiny_prior.generator(z), 32, 1)
+        in_range = tiny_prior.render(z, (1, 32, 32))
     real = default_data.images[:3]  # never seen by the tiny prior (trained on 250..499)
     fit_in_range = project(tiny_prior, in_range, iterations=300, restarts=4)
     fit_real = project(tiny_prior, torch.nn.functional.interpolate(real, size=32), iterations=300,

@@ -6,6 +6,7 @@ import sys
 from collections.abc import Sequence
 
 from . import attacks
+from .attacks.gi import INITS
 from .audit import AuditConfig, AuditResult, PriorSpec, run_audit
 from .data import DATASETS
 from .models import available_models
@@ -47,7 +48,7 @@ def _add_attack_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cost", choices=["cosine", "l2"])
     p.add_argument("--top-k", type=int, help="match only the k layers with the largest update")
     p.add_argument("--latent-iterations", type=int, help="GIAS: iterations of the latent stage")
-    p.add_argument("--init", choices=["grey", "noise"],
+    p.add_argument("--init", choices=sorted(INITS),
                    help="GI: start images (grey: 0.5 + 0.25 N(0,1); noise: the official N(0,1))")
     p.add_argument("--prior", help="gi-z / gias generator: fashion-mnist (shipped), faces, a "
                    "file from 'gradinv prior train', or package.module:factory")

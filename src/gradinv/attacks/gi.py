@@ -6,8 +6,9 @@ observed one in cosine distance, with a total-variation prior, signed Adam and c
 [0, 1]. Start images: ``init="grey"`` (default) draws 0.5 + 0.25 N(0, 1), i.e. noise around
 mid-grey inside the valid range; ``init="noise"`` is the official code's N(0, 1) in pixel space
 (clamped after the first step, so about half of the pixels start black). On the quality
-benchmark both end at the same PSNR (22.2 dB at 2,000 iterations, benchmarks/RESULTS.md). Needs: the model, the update, the number of images (or it is estimated) and the labels
-(or they are inferred from the last layer). Works on FedSGD gradients and FedAvg deltas (the
+benchmark both end at the same PSNR (22.2 dB at 2,000 iterations, benchmarks/RESULTS.md).
+Needs: the model, the update, the number of images (or it is estimated) and the labels (or they
+are inferred from the last layer). Works on FedSGD gradients and FedAvg deltas (the
 local steps are unrolled differentiably).
 """
 from __future__ import annotations

@@ -44,14 +44,8 @@ class GIz(Attack):
         device = torch.device(device)
         target = prepare_target(model, observation, image_shape=image_shape, device=device)
         result = self.search(target, image_shape, seed, device, progress)
-        images = self.render(result.variables["z"], image_shape)
+        images = self.prior.render(result.variables["z"], image_shape)
         return pick_winner(target, images, result.matching_costs, result.history, self.name)
-
-    def render(self, z: torch.Tensor, image_shape: tuple[int, int, int]) -> torch.Tensor:
-        """G(z) for z of shape (..., latent_dim), as model input."""
-        raw = self.prior.generator(z.reshape(-1, z.shape[-1]))
-        images = self.prior.to_model_input(raw, image_shape[-1], image_shape[0])
-        return images.reshape(*z.shape[:-1], *image_shape)
 
     def search(self, target: Target, image_shape: tuple[int, int, int], seed: int,
                device: torch.device, progress: bool) -> OptimisationResult:
@@ -60,7 +54,7 @@ class GIz(Attack):
         match = target.matching_cost(self.cost, self.top_k)
 
         def cost_fn(v, _fixed):
-            images = self.render(v["z"], image_shape)
+            images = self.prior.render(v["z"], image_shape)
             matching = match(images, target.labels)
             prior = self.tv * total_variation(images) + self.latent_norm * v["z"].norm(dim=-1).mean()
             return matching + prior, matching

@@ -22,7 +22,7 @@ from torch.func import functional_call, vmap
 
 from ..priors import Prior
 from ..types import GradinvError, Observation, Reconstruction
-from .base import Attack, pick_winner, prepare_target, register
+from .base import Attack, check_common, pick_winner, prepare_target, register
 from .gi_z import GIz, resolve_prior
 from .objectives import total_variation
 from .optim import optimise_restarts
@@ -39,6 +39,7 @@ class GIAS(Attack):
                  latent_norm: float = 0.0, distance: float = 0.0, cost: str = "cosine",
                  top_k: int | None = None, signed: bool = False, latent_signed: bool = False,
                  batched: bool = True) -> None:
+        check_common(iterations, restarts, lr, cost)
         latent_iterations = iterations * 7 // 20 if latent_iterations is None else latent_iterations
         if not 0 < latent_iterations < iterations:
             raise GradinvError("GIAS needs 0 < latent_iterations < iterations (the total budget)")

@@ -46,6 +46,12 @@ class Prior:
                                    mode="area").reshape(*lead, images.shape[-3], size, size)
         return adapt_channels(images, channels)
 
+    def render(self, z: torch.Tensor, image_shape: tuple[int, int, int]) -> torch.Tensor:
+        """G(z) as model input, for latent codes of shape (..., latent_dim)."""
+        raw = self.generator(z.reshape(-1, z.shape[-1]))
+        images = self.to_model_input(raw, image_shape[-1], image_shape[0])
+        return images.reshape(*z.shape[:-1], *image_shape)
+
     def to(self, device: torch.device) -> "Prior":
         self.generator.to(device)
         return self

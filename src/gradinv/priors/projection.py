@@ -21,14 +21,11 @@ def project(prior: Prior, images: torch.Tensor, *, iterations: int = 500, restar
     """
     from ..attacks.optim import optimise_restarts  # attacks import priors; avoid a cycle
 
-    n, shape = len(images), images.shape[1:]
+    n, shape = len(images), tuple(images.shape[1:])
     prior.to(images.device)
 
-    def render(z: torch.Tensor) -> torch.Tensor:
-        return prior.to_model_input(prior.generator(z), shape[-1], shape[0])
-
     def cost_fn(v, fixed):
-        error = (render(v["z"]) - fixed["truth"]).pow(2).mean()
+        error = (prior.render(v["z"], shape) - fixed["truth"]).pow(2).mean()
         return error, error
 
     noise = torch.Generator().manual_seed(seed)
@@ -38,5 +35,5 @@ def project(prior: Prior, images: torch.Tensor, *, iterations: int = 500, restar
                                lr=lr, signed=False, label="projection", progress=False)
     best = result.matching_costs.view(restarts, n).argmin(0)
     with torch.no_grad():
-        fitted = render(result.variables["z"][:, 0]).view(restarts, n, *shape)
+        fitted = prior.render(result.variables["z"][:, 0], shape).view(restarts, n, *shape)
     return fitted[best, torch.arange(n)]
