@@ -2,7 +2,8 @@
 
 Protocol (shared/README.md, section 4): test split; batch k of size B = the first B images with
 pairwise distinct labels from index 100*k; 28 -> 32 px bilinear (antialiased), grey replicated to
-3 channels; CIFAR-style ResNet-18, 10 classes, random init (seed 0), BatchNorm in eval mode;
+3 channels; CIFAR-style ResNet-18, 10 classes, random init (seed 0; Kaiming fan_out as
+torchvision, ``--init-scheme pytorch`` for the layer defaults), BatchNorm in eval mode;
 labels known; FedSGD gradient of the mean cross-entropy; PSNR per image on the grey image,
 averaged over the batch. The prior is the generator shipped with gradinv (train split only).
 ``--case faces`` is the mismatched-prior case GIAS exists for: the DigiFace-1M DCGAN (synthetic
@@ -29,7 +30,7 @@ from gradinv.attacks import create
 from gradinv.audit import evaluate, resolve_device
 from gradinv.data import ImageDataset, adapt_channels, load_dataset, private_batch
 from gradinv.fl import compute_update, observe
-from gradinv.models import build_model
+from gradinv.models import INIT_SCHEMES, build_model
 from gradinv.metrics import psnr
 from gradinv.priors import load_prior, project
 from gradinv.report import image_grid, write_png
@@ -105,6 +106,9 @@ def main() -> None:
     parser.add_argument("--latent-share", type=float, default=0.35,
                         help="fraction of GIAS's budget spent in the latent stage")
     parser.add_argument("--width", type=int, default=64, help="ResNet-18 width")
+    parser.add_argument("--init-scheme", default="kaiming-fan-out", choices=sorted(INIT_SCHEMES),
+                        help="victim initialisation (pytorch: the layer defaults, the easier "
+                        "victim of the 2026-11-24 results)")
     parser.add_argument("--attacks", default=",".join(ATTACKS),
                         help="comma-separated subset of gi,gi-z,gias")
     parser.add_argument("--set", action="append", default=[], metavar="ATTACK.KEY=VALUE",
@@ -125,14 +129,16 @@ def main() -> None:
     data = load_test_split() if args.case == "fashion" else load_lfw_faces()
     prior = load_prior("fashion-mnist" if args.case == "fashion" else "faces")
     step = 100 if args.case == "fashion" else 10
-    model = build_model("resnet18", channels=3, num_classes=10, width=args.width, seed=0)
+    model = build_model("resnet18", channels=3, num_classes=10, width=args.width, seed=0,
+                        init_scheme=args.init_scheme)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     names = [n.strip() for n in args.attacks.split(",")]
     if any(n not in ATTACKS for n in names):
         parser.error(f"--attacks takes a subset of {','.join(ATTACKS)}")
     settings = attack_settings(names, args.budget, args.restarts, args.latent_share, args.set)
-    print(f"device {device}, ResNet-18 width {args.width}, budget {args.budget} iterations, "
+    print(f"device {device}, ResNet-18 width {args.width} init {args.init_scheme}, "
+          f"budget {args.budget} iterations, "
           f"{args.restarts} restart(s), batches {args.batch_sizes}, seeds {args.seeds}, "
           f"settings {settings}")
     results: list[dict] = []

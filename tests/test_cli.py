@@ -25,6 +25,7 @@ def test_attack_writes_self_describing_run_folder(tmp_path, capsys):
     config = json.loads((folder / "config.json").read_text())
     assert config["seed"] == 3 and config["hyperparameters"]["restarts"] == 2
     assert config["hyperparameters"]["init"] == "noise"
+    assert config["init_scheme"] == "dlg-uniform"  # the effective scheme, not null
     assert "torch" in config["environment"]
     metrics = json.loads((folder / "metrics.json").read_text())["gi"]
     assert len(metrics["psnr"]) == 2 and len(metrics["restart_costs"]) == 2

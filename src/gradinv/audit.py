@@ -11,7 +11,7 @@ from . import attacks
 from .data import adapt_channels, load_dataset, private_batch
 from .fl import compute_update, observe
 from .metrics import Scores, score
-from .models import build_model
+from .models import available_models, build_model, default_init_scheme
 from .priors import load_prior
 from .report import Row, new_run_dir, write_run
 from .types import FedAvgConfig, GradinvError, Reconstruction, ThreatModel, UpdateKind
@@ -47,6 +47,7 @@ class AuditConfig:
     attack: str = "gi"
     model: str = "lenet"
     width: int | None = None
+    init_scheme: str | None = None
     dataset: str = "default"
     data_dir: str | None = None
     split: str = "test"
@@ -62,6 +63,11 @@ class AuditConfig:
     prior: PriorSpec | None = None
     seed: int = 0
     device: str = "auto"
+
+    def __post_init__(self) -> None:
+        # Record the scheme actually used, not "default": it changes how much leaks.
+        if self.init_scheme is None and self.model in available_models():
+            object.__setattr__(self, "init_scheme", default_init_scheme(self.model))
 
 
 @dataclass(frozen=True)
@@ -133,7 +139,8 @@ def run_audit(config: AuditConfig, *, out: str | Path | None = "runs", progress:
     if model is None:
         model = build_model(config.model, channels=config.channels,
                             num_classes=dataset.num_classes, image_size=config.image_size,
-                            width=config.width, seed=config.seed)
+                            width=config.width, seed=config.seed,
+                            init_scheme=config.init_scheme)
     update = compute_update(model, batch, kind=config.update, fedavg=config.fedavg,
                             mode=config.threat.model_mode)
     observation = observe(update, config.threat)

@@ -9,7 +9,7 @@ from . import attacks
 from .attacks.gi import INITS
 from .audit import AuditConfig, AuditResult, PriorSpec, run_audit
 from .data import DATASETS
-from .models import available_models
+from .models import INIT_SCHEMES, available_models
 from .types import FedAvgConfig, GradinvError, ThreatModel
 
 HYPERPARAMETERS = ("iterations", "restarts", "lr", "tv", "cost", "top_k", "latent_iterations",
@@ -21,6 +21,10 @@ def _add_attack_arguments(p: argparse.ArgumentParser) -> None:
                    "comma-separated list to compare on the same update with the same budget")
     p.add_argument("--model", default="lenet", help=f"victim model: {', '.join(available_models())}")
     p.add_argument("--width", type=int, help="model width (convnet, resnet18)")
+    p.add_argument("--init-scheme", choices=sorted(INIT_SCHEMES),
+                   help="victim initialisation; default: kaiming-fan-out (as torchvision) for "
+                   "convnet and resnet18, dlg-uniform for lenet; pytorch: the layer defaults, "
+                   "whose gradients leak far more")
     p.add_argument("--dataset", default="default", help=f"one of {', '.join(DATASETS)}")
     p.add_argument("--data-dir", help="folder holding the dataset's files")
     p.add_argument("--split", default="test", choices=["train", "test"])
@@ -65,7 +69,8 @@ def _add_attack_arguments(p: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> AuditConfig:
     hyper = {k: getattr(args, k) for k in HYPERPARAMETERS if getattr(args, k) is not None}
     return AuditConfig(
-        attack=args.attack, model=args.model, width=args.width, dataset=args.dataset,
+        attack=args.attack, model=args.model, width=args.width, init_scheme=args.init_scheme,
+        dataset=args.dataset,
         data_dir=args.data_dir, split=args.split, batch_size=args.batch_size, offset=args.offset,
         distinct_labels=not args.allow_repeated_labels, image_size=args.image_size,
         channels=args.channels, update=args.update,

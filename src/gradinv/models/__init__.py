@@ -8,6 +8,7 @@ from torch import nn
 
 from ..types import GradinvError
 from .convnet import ConvNet
+from .init import INIT_SCHEMES, initialise
 from .layers import BatchNorm2d
 from .lenet import LeNet
 from .resnet import ResNet18
@@ -18,6 +19,13 @@ _BUILDERS: dict[str, Callable[[int, int, int, int], nn.Module]] = {
     "resnet18": lambda c, k, size, width: ResNet18(c, k, width),
 }
 DEFAULT_WIDTH = {"lenet": 12, "convnet": 32, "resnet18": 64}
+# LeNet keeps the DLG paper's init; the ReLU networks get the one people train them with.
+DEFAULT_INIT = {"lenet": "dlg-uniform", "convnet": "kaiming-fan-out", "resnet18": "kaiming-fan-out"}
+
+
+def default_init_scheme(name: str) -> str:
+    """The init scheme ``build_model`` uses for ``name`` when none is given."""
+    return DEFAULT_INIT[name]
 
 
 def available_models() -> list[str]:
@@ -32,15 +40,21 @@ def build_model(
     image_size: int = 32,
     width: int | None = None,
     seed: int = 0,
+    init_scheme: str | None = None,
 ) -> nn.Module:
-    """Build a victim model; the same seed always gives the same initial weights."""
+    """Build a victim model; the same seed and scheme always give the same initial weights.
+
+    ``init_scheme`` (see ``INIT_SCHEMES``) defaults to ``default_init_scheme(name)``.
+    """
     if name not in _BUILDERS:
         raise GradinvError(f"unknown model {name!r}; choose one of {', '.join(available_models())}")
     if image_size < 4 or channels < 1 or num_classes < 2:
         raise GradinvError("a model needs image_size >= 4, channels >= 1 and num_classes >= 2")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return _BUILDERS[name](channels, num_classes, image_size, width or DEFAULT_WIDTH[name])
+        model = _BUILDERS[name](channels, num_classes, image_size, width or DEFAULT_WIDTH[name])
+        return initialise(model, init_scheme or default_init_scheme(name))
 
 
-__all__ = ["BatchNorm2d", "ConvNet", "LeNet", "ResNet18", "available_models", "build_model"]
+__all__ = ["INIT_SCHEMES", "BatchNorm2d", "ConvNet", "LeNet", "ResNet18", "available_models",
+           "build_model", "default_init_scheme", "initialise"]

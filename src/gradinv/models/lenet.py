@@ -11,7 +11,8 @@ class LeNet(nn.Module):
     """Three 5x5 conv layers with sigmoid activations and one linear layer.
 
     Sigmoids (twice differentiable everywhere) and the uniform(-0.5, 0.5) initialisation of DLG
-    make this the easiest model to invert: it is the historical baseline.
+    (``build_model``'s default init scheme for it, ``dlg-uniform``) make this the easiest model
+    to invert: it is the historical baseline.
     """
 
     def __init__(self, channels: int = 3, num_classes: int = 10, image_size: int = 32) -> None:
@@ -24,8 +25,6 @@ class LeNet(nn.Module):
         )
         side = math.ceil(math.ceil(image_size / 2) / 2)
         self.classifier = nn.Linear(width * side * side, num_classes)
-        for p in self.parameters():
-            nn.init.uniform_(p, -0.5, 0.5)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x).flatten(1))
