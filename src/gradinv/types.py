@@ -63,14 +63,21 @@ class PrivateBatch:
 
 @dataclass(frozen=True)
 class ClientUpdate:
-    """Everything the client sends or leaks, before the threat model filters it."""
+    """Everything the client sends or leaks, before the threat model filters it.
+
+    ``broadcast`` is the model state (parameters and buffers, by name) the server sent for this
+    round: the client computed its update from it, and the server knows it.
+    """
 
     kind: UpdateKind
     tensors: dict[str, torch.Tensor]
     labels: torch.Tensor
     num_images: int
+    broadcast: dict[str, torch.Tensor]
     fedavg: FedAvgConfig | None = None
     bn_stats: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
+    round: int = 0
+    client_id: int = 0
 
 
 @dataclass(frozen=True)
@@ -78,7 +85,9 @@ class Observation:
     """What the attacker is allowed to use: the update plus the metadata the threat model grants.
 
     ``tensors`` are per-parameter gradients (FedSGD) or weight differences (FedAvg), keyed by
-    parameter name. Fields the threat model withholds are ``None``.
+    parameter name. ``broadcast`` is the model state the server sent that round (an update from
+    round 50 is attacked against round 50's weights); ``round`` and ``client_id`` say where in
+    the federation it was observed. Fields the threat model withholds are ``None``.
     """
 
     kind: UpdateKind
@@ -87,7 +96,10 @@ class Observation:
     labels: torch.Tensor | None
     num_images: int | None
     fedavg: FedAvgConfig | None
+    broadcast: dict[str, torch.Tensor]
     bn_stats: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
+    round: int = 0
+    client_id: int = 0
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from ..fl.simulate import FunctionalModel, Params
+from ..fl.functional import FunctionalModel, Params
 from ..types import FedAvgConfig, GradinvError, Observation, Reconstruction
 from .labels import estimate_num_images, infer_labels
 from .objectives import COSTS, top_k_layers
@@ -53,11 +53,13 @@ def prepare_target(
     infer_missing_labels: bool = True,
     num_images: int | None = None,
 ) -> Target:
-    """Build the attacker's simulator from the model and *only* what was observed."""
+    """Build the attacker's simulator from the model's architecture, the weights broadcast in
+    the observed round, and *only* what was observed (``model``'s own weights are not used)."""
     missing = [n for n, _ in model.named_parameters() if n not in observation.tensors]
     if missing:
         raise GradinvError(f"the observed update does not match the model (missing {missing[0]!r})")
-    fmodel = FunctionalModel(model, observation.threat.model_mode, device)
+    fmodel = FunctionalModel(model, observation.threat.model_mode, device,
+                             state=observation.broadcast)
     check_input_shape(fmodel.module, image_shape, device)
     n = num_images or observation.num_images or estimate_num_images(model, observation)
     labels = observation.labels

@@ -20,7 +20,7 @@ from ..types import GradinvError, Observation, Reconstruction
 from .base import (Attack, check_common, pick_winner, prepare_target, register,
                    restart_generator)
 from .objectives import total_variation
-from .optim import optimise_restarts
+from ..optim import optimise_restarts
 
 # Start images from standard normal noise, per initialisation scheme.
 INITS = {

@@ -16,7 +16,7 @@ from ..types import Observation, Reconstruction
 from .base import (Attack, Target, check_common, pick_winner, prepare_target, register,
                    restart_generator)
 from .objectives import total_variation
-from .optim import OptimisationResult, optimise_restarts
+from ..optim import OptimisationResult, optimise_restarts
 
 
 def resolve_prior(prior: Prior | str) -> Prior:

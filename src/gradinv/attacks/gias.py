@@ -25,7 +25,7 @@ from ..types import GradinvError, Observation, Reconstruction
 from .base import Attack, check_common, pick_winner, prepare_target, register
 from .gi_z import GIz, resolve_prior
 from .objectives import total_variation
-from .optim import optimise_restarts
+from ..optim import optimise_restarts
 
 
 @register

@@ -7,7 +7,7 @@ from torch import nn
 from ..models.layers import BatchNorm2d
 from ..types import (ClientUpdate, FedAvgConfig, GradinvError, Observation, PrivateBatch,
                      ThreatModel, UpdateKind)
-from .simulate import FunctionalModel
+from .functional import FunctionalModel
 
 
 def compute_update(
@@ -17,8 +17,11 @@ def compute_update(
     kind: UpdateKind = "fedsgd",
     fedavg: FedAvgConfig | None = None,
     mode: str = "eval",
+    round: int = 0,
+    client_id: int = 0,
 ) -> ClientUpdate:
-    """Run the client's local computation on its private batch (FedSGD gradient or FedAvg delta)."""
+    """Run the client's local computation on its private batch (FedSGD gradient or FedAvg delta),
+    starting from ``model``'s current state (what the server broadcast)."""
     if kind not in ("fedsgd", "fedavg"):
         raise GradinvError(f"update kind must be 'fedsgd' or 'fedavg', not {kind!r}")
     fmodel = FunctionalModel(model, mode)  # type: ignore[arg-type]
@@ -35,7 +38,10 @@ def compute_update(
         labels=labels.clone(),
         num_images=len(labels),
         fedavg=cfg,
+        broadcast={k: v.detach().clone() for k, v in model.state_dict().items()},
         bn_stats=_batch_norm_statistics(fmodel.module, images),
+        round=round,
+        client_id=client_id,
     )
 
 
@@ -65,5 +71,8 @@ def observe(update: ClientUpdate, threat: ThreatModel) -> Observation:
         labels=update.labels.clone() if threat.labels_known else None,
         num_images=update.num_images if threat.num_images_known else None,
         fedavg=update.fedavg if threat.local_hparams_known else None,
+        broadcast=update.broadcast,
         bn_stats=update.bn_stats if threat.bn_stats_known else None,
+        round=update.round,
+        client_id=update.client_id,
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from ..optim import optimise_restarts
 from .prior import Prior
 
 
@@ -19,8 +20,6 @@ def project(prior: Prior, images: torch.Tensor, *, iterations: int = 500, restar
     ``images`` are model input in [0, 1], shape (n, c, h, h); the result has the same shape.
     Every (restart, image) pair is optimised independently, as one batched computation.
     """
-    from ..attacks.optim import optimise_restarts  # attacks import priors; avoid a cycle
-
     n, shape = len(images), tuple(images.shape[1:])
     prior.to(images.device)
 

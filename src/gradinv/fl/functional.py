@@ -16,7 +16,7 @@ from torch.func import functional_call, grad
 from torch.nn import functional as F
 
 from ..models.layers import BatchNorm2d
-from ..types import FedAvgConfig, ModelMode
+from ..types import FedAvgConfig, GradinvError, ModelMode
 
 Params = dict[str, torch.Tensor]
 UpdateFn = Callable[[torch.Tensor, torch.Tensor], Params]
@@ -29,6 +29,15 @@ def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(logits, labels)
 
 
+def load_state(module: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Load a full state dict, with one clear error when it belongs to another architecture."""
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        first = str(err).splitlines()[1].strip() if "\n" in str(err) else str(err)
+        raise GradinvError(f"the weights do not fit the model ({first})") from None
+
+
 class FunctionalModel:
     """A frozen copy of a model with its parameters and buffers as plain tensors.
 
@@ -37,8 +46,13 @@ class FunctionalModel:
     """
 
     def __init__(self, model: nn.Module, mode: ModelMode,
-                 device: torch.device | str | None = None) -> None:
+                 device: torch.device | str | None = None,
+                 state: dict[str, torch.Tensor] | None = None) -> None:
+        """``state`` (a state dict) replaces the model's own weights in the copy: the attacker
+        builds the client from the architecture plus the weights broadcast that round."""
         self.module = copy.deepcopy(model).train(mode == "train")
+        if state is not None:
+            load_state(self.module, state)
         if device is not None:
             self.module.to(device)
         for m in self.module.modules():

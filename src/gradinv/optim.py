@@ -1,4 +1,5 @@
-"""The optimisation loop shared by GI, GI-z and GIAS: Adam over R restarts in one batched pass.
+"""The optimisation loop of GI, GI-z, GIAS, prior projection and GIML: Adam over R restarts
+in one batched pass.
 
 Each attack supplies a single-restart ``cost_fn(variables, fixed) -> (total, matching)``;
 ``fixed`` holds per-restart tensors that are not optimised (GIAS's latent codes). Batched mode
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 import torch
 from torch.func import grad_and_value, vmap
 
-from ..progress import Progress
+from .progress import Progress
 
 Variables = dict[str, torch.Tensor]
 CostFn = Callable[[Variables, Variables], tuple[torch.Tensor, torch.Tensor]]
