@@ -20,12 +20,12 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
+from ..optim import OptimisationResult, optimise_restarts
 from ..priors import Prior
 from ..types import GradinvError, Observation, Reconstruction
-from .base import Attack, check_common, pick_winner, prepare_target, register
+from .base import Attack, Target, check_common, pick_winner, prepare_target, register
 from .gi_z import GIz, resolve_prior
 from .objectives import total_variation
-from ..optim import optimise_restarts
 
 
 @register
@@ -58,45 +58,85 @@ class GIAS(Attack):
         target = prepare_target(model, observation, image_shape=image_shape, device=device)
         stage1 = self.latent_search.search(target, image_shape, seed, device, progress)
         z = stage1.variables["z"]
-        gen = self.prior.generator
-        pretrained = {k: v.detach() for k, v in gen.named_parameters()}
-        buffers = {k: v.detach() for k, v in gen.named_buffers()}
-        match = target.matching_cost(self.cost, self.top_k)
-        render = self._render_batched if self.batched else self._render_loop
-
-        def cost_fn(v, fixed):
-            raw = render(v, buffers, fixed["z"])
-            images = self.prior.to_model_input(raw, image_shape[-1], image_shape[0])
-            matching = match(images, target.labels)
-            total = matching + self.tv * total_variation(images)
-            if self.distance:
-                total = total + self.distance * sum(
-                    (v[k] - pretrained[k]).pow(2).sum() for k in v)
-            return total, matching
-
-        restarts, batch = z.shape[:2]
-        copies = {k: p.expand(restarts, batch, *p.shape).clone() for k, p in pretrained.items()}
-        stage2 = optimise_restarts(copies, cost_fn, fixed={"z": z}, iterations=self.iterations,
-                                   lr=self.lr, signed=self.signed, batched=self.batched,
-                                   label=self.name, progress=progress)
+        stage2 = adapt_generator(
+            self.prior, target, z, image_shape, iterations=self.iterations, lr=self.lr,
+            tv=self.tv, distance=self.distance, cost=self.cost, top_k=self.top_k,
+            signed=self.signed, per_image=True, batched=self.batched, label=self.name,
+            progress=progress)
+        buffers = {k: v.detach() for k, v in self.prior.generator.named_buffers()}
         with torch.no_grad():
-            raw = torch.stack([render({k: v[r] for k, v in stage2.variables.items()}, buffers, z[r])
-                               for r in range(restarts)])
+            raw = torch.stack([
+                render_copies(self.prior.generator, {k: v[r] for k, v in stage2.variables.items()},
+                              buffers, z[r], batched=self.batched)
+                for r in range(len(z))])
         images = self.prior.to_model_input(raw, image_shape[-1], image_shape[0])
         return pick_winner(target, images, stage2.matching_costs, stage1.history + stage2.history,
                            self.name, latent_iterations=self.latent_search.iterations,
                            latent_costs=[float(c) for c in stage1.matching_costs])
 
-    def _render_batched(self, params: dict, buffers: dict, z: torch.Tensor) -> torch.Tensor:
-        """G_i(z_i) for every image i at once: vmap over the stacked per-image parameters."""
-        def one(p, zi):
-            return functional_call(self.prior.generator, (p, buffers), (zi[None],))[0]
-        return vmap(one)(params, z)
 
-    def _render_loop(self, params: dict, buffers: dict, z: torch.Tensor) -> torch.Tensor:
-        """The same, one image at a time (the official code's design; reference and benchmark)."""
-        return torch.stack([
-            functional_call(self.prior.generator, ({k: v[i] for k, v in params.items()}, buffers),
-                            (z[i:i + 1],))[0]
-            for i in range(len(z))
-        ])
+def adapt_generator(
+    prior: Prior,
+    target: Target,
+    z: torch.Tensor,
+    image_shape: tuple[int, int, int],
+    *,
+    iterations: int,
+    lr: float,
+    tv: float = 1e-6,
+    distance: float = 0.0,
+    cost: str = "cosine",
+    top_k: int | None = None,
+    signed: bool = False,
+    per_image: bool = True,
+    batched: bool = True,
+    label: str = "generator stage",
+    progress: bool = True,
+) -> OptimisationResult:
+    """GIAS's generator stage: fit copies of G, started at G's weights, to one observed update
+    with the latent codes ``z`` (restarts, images, latent_dim) held fixed.
+
+    ``per_image=True`` gives every image its own copy (GIAS); ``False`` gives each restart one
+    copy shared by its images (GIML's adaptation step). The result's variables are the copies,
+    shaped (restarts, images or 1, *parameter shape).
+    """
+    gen = prior.generator
+    pretrained = {k: v.detach() for k, v in gen.named_parameters()}
+    buffers = {k: v.detach() for k, v in gen.named_buffers()}
+    match = target.matching_cost(cost, top_k)
+
+    def cost_fn(v, fixed):
+        raw = render_copies(gen, v, buffers, fixed["z"], batched=batched)
+        images = prior.to_model_input(raw, image_shape[-1], image_shape[0])
+        matching = match(images, target.labels)
+        total = matching + tv * total_variation(images)
+        if distance:
+            total = total + distance * sum((v[k] - pretrained[k]).pow(2).sum() for k in v)
+        return total, matching
+
+    restarts, batch = z.shape[:2]
+    copies_per_restart = batch if per_image else 1
+    copies = {k: p.expand(restarts, copies_per_restart, *p.shape).clone()
+              for k, p in pretrained.items()}
+    return optimise_restarts(copies, cost_fn, fixed={"z": z}, iterations=iterations, lr=lr,
+                             signed=signed, batched=batched, label=label, progress=progress)
+
+
+def render_copies(generator: nn.Module, params: dict, buffers: dict, z: torch.Tensor, *,
+                  batched: bool = True) -> torch.Tensor:
+    """G_i(z_i) for every image i. ``params`` have a leading copy dimension: one copy per image,
+    or a single copy shared by all images.
+
+    Batched, the per-image copies are evaluated at once with ``vmap``; otherwise one image at a
+    time (the official code's design; the reference for tests and benchmarks).
+    """
+    if next(iter(params.values())).shape[0] == 1:
+        return functional_call(generator, ({k: v[0] for k, v in params.items()}, buffers), (z,))
+    if batched:
+        def one(p, zi):
+            return functional_call(generator, (p, buffers), (zi[None],))[0]
+        return vmap(one)(params, z)
+    return torch.stack([
+        functional_call(generator, ({k: v[i] for k, v in params.items()}, buffers), (z[i:i + 1],))[0]
+        for i in range(len(z))
+    ])
