@@ -1,0 +1,253 @@
+"""GIML: learn a generative image prior from the updates a server observes during FL training.
+
+"Gradient Inversion with Generative Image Prior" (Kim, Jeon, Ok, Lee, Oh; NeurIPS 2021),
+section 3.3. When no pretrained generator exists, the server meta-learns one from the sequence
+of client updates it receives anyway. Starting from an untrained DCGAN (nz 100, width 64), for
+every observed update used for learning:
+
+1. latent search from the current G (GI-z: 1,000 iterations, Adam 3e-2, TV 1e-4, latent-norm
+   1e-3, lr / 10 at 3/8, 5/8 and 7/8);
+2. adaptation: a copy G' of the generator, started at G, is fitted to that update with the
+   codes fixed (500 iterations, Adam 1e-3), exactly GIAS's generator stage;
+3. meta step (first-order, Reptile-style): one Adam step (lr 1e-2) on |G - G'|^2, which moves G
+   towards G'.
+
+The adapted copy is **shared by the images of an update**, as in the official code, not one
+copy per image as in GIAS's attack: the meta-learner wants weights from which one short
+adaptation explains a whole batch, i.e. what the client's images have in common, and a shared
+copy cannot memorise one image per copy; it also costs 1/B of the memory. (The official code's
+default StyleGAN2 path never moves G, because the distance it minimises compares G with
+itself; here the distance is between G and the adapted copy, and a test checks that G moves.)
+
+Only the observed part of an update is used (tensors, broadcast weights, and the labels / count
+/ hyper-parameters the threat model grants); private batches are never read. Every random draw
+derives from (seed, step), and checkpoints hold G, the meta-optimiser and the step, so an
+interrupted run resumes to exactly the result of an uninterrupted one.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..attacks.base import prepare_target
+from ..attacks.gi_z import GIz
+from ..attacks.gias import adapt_generator
+from ..progress import Progress
+from ..report import image_grid, write_png
+from ..types import GradinvError, Observation
+from .dcgan import DCGANGenerator
+from .prior import Prior, save_generator
+
+
+@dataclass(frozen=True)
+class GIMLConfig:
+    """GIML's settings; the defaults are the paper's (and the official code's)."""
+
+    latent_dim: int = 100
+    width: int = 64
+    image_size: int = 32
+    channels: int | None = None  # None: the attacked model's input channels
+    latent_iterations: int = 1000
+    latent_lr: float = 3e-2
+    tv: float = 1e-4
+    latent_norm: float = 1e-3
+    adapt_iterations: int = 500
+    adapt_lr: float = 1e-3
+    meta_lr: float = 1e-2
+    restarts: int = 1
+    steps: int | None = None  # meta steps; None: one pass over the observations
+    sample_every: int = 10
+    checkpoint_every: int = 5
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        positive = {"latent_dim": self.latent_dim, "width": self.width,
+                    "latent_iterations": self.latent_iterations,
+                    "adapt_iterations": self.adapt_iterations, "restarts": self.restarts,
+                    "sample_every": self.sample_every, "checkpoint_every": self.checkpoint_every}
+        for name, value in positive.items():
+            if not isinstance(value, int) or value < 1:
+                raise GradinvError(f"GIML {name} must be an integer >= 1, not {value!r}")
+        for name in ("latent_lr", "adapt_lr", "meta_lr"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value <= 0:
+                raise GradinvError(f"GIML {name} must be a finite number > 0, not {value!r}")
+        for name in ("tv", "latent_norm"):
+            value = getattr(self, name)
+            if not math.isfinite(value) or value < 0:
+                raise GradinvError(f"GIML {name} must be a finite number >= 0, not {value!r}")
+        if self.steps is not None and self.steps < 1:
+            raise GradinvError(f"GIML steps must be >= 1, not {self.steps}")
+        if self.channels is not None and self.channels < 1:
+            raise GradinvError(f"GIML channels must be >= 1, not {self.channels}")
+        if self.image_size not in (32, 64):
+            raise GradinvError(f"GIML's DCGAN makes 32 or 64 px images, not {self.image_size}")
+
+
+@dataclass(frozen=True)
+class MetaStep:
+    """What one meta step did: matching cost before and after adaptation, how far G moved."""
+
+    step: int
+    round: int
+    client_id: int
+    latent_cost: float
+    adapted_cost: float
+    distance_before: float
+    distance_after: float
+
+
+def untrained_generator(config: GIMLConfig, channels: int) -> DCGANGenerator:
+    """The starting point: a DCGAN with its standard random init, seeded by ``config.seed``."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.seed)
+        return DCGANGenerator(latent_dim=config.latent_dim, width=config.width,
+                              channels=channels, image_size=config.image_size)
+
+
+def meta_step(generator: nn.Module, adapted: dict[str, torch.Tensor],
+              optimiser: torch.optim.Optimizer) -> tuple[float, float]:
+    """Reptile: one optimiser step on sum |G - G'|^2; returns the distance before and after."""
+    params = dict(generator.named_parameters())
+    before = _distance(params, adapted)
+    for name, p in params.items():
+        p.grad = 2 * (p.detach() - adapted[name])
+    optimiser.step()
+    optimiser.zero_grad(set_to_none=True)
+    return before, _distance(params, adapted)
+
+
+def _distance(params: dict[str, torch.Tensor], other: dict[str, torch.Tensor]) -> float:
+    return float(sum((params[k].detach() - other[k]).pow(2).sum() for k in params))
+
+
+def adapt_to_observation(prior: Prior, model: nn.Module, observation: Observation,
+                         image_shape: tuple[int, int, int], config: GIMLConfig, *, seed: int,
+                         device: torch.device) -> tuple[dict[str, torch.Tensor], float, float]:
+    """Latent search then one shared adapted copy G' for one observed update.
+
+    Returns G' (the best restart's), and the matching cost after the search and after adapting.
+    """
+    target = prepare_target(model, observation, image_shape=image_shape, device=device)
+    search = GIz(prior=prior, iterations=config.latent_iterations, lr=config.latent_lr,
+                 restarts=config.restarts, tv=config.tv, latent_norm=config.latent_norm)
+    stage1 = search.search(target, image_shape, seed, device, progress=False)
+    stage2 = adapt_generator(prior, target, stage1.variables["z"], image_shape,
+                             iterations=config.adapt_iterations, lr=config.adapt_lr, tv=config.tv,
+                             per_image=False, progress=False)
+    best = int(stage2.matching_costs.nan_to_num(nan=float("inf")).argmin())
+    adapted = {k: v[best, 0].detach() for k, v in stage2.variables.items()}
+    return adapted, float(stage1.matching_costs[best]), float(stage2.matching_costs[best])
+
+
+def learn_prior(
+    model: nn.Module,
+    observations: Sequence[Observation],
+    image_shape: tuple[int, int, int],
+    config: GIMLConfig,
+    out: str | Path,
+    *,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    log=print,
+) -> Path:
+    """Run GIML over ``observations`` (cycled in order) and write ``out/generator.pt``.
+
+    ``model`` supplies the architecture only: each observation carries the weights of its own
+    round. ``out`` holds checkpoint.pt (resumed from when present), samples-stepN.png,
+    steps.jsonl (one line per meta step) and settings.json.
+    """
+    if len(observations) == 0:
+        raise GradinvError("GIML needs at least one observed update")
+    device = torch.device(device)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    channels = config.channels or image_shape[0]
+    generator = untrained_generator(config, channels).to(device)
+    optimiser = torch.optim.Adam(generator.parameters(), lr=config.meta_lr)
+    steps = config.steps or len(observations)
+    start = _resume(out, config, generator, optimiser, log)
+    (out / "settings.json").write_text(json.dumps(
+        {"giml": asdict(config), "generator": generator.settings(),
+         "observations": len(observations), "image_shape": list(image_shape)}, indent=2))
+    prior = Prior(generator, config.latent_dim, (-1.0, 1.0), "giml")
+    fixed_z = torch.randn(32, config.latent_dim,
+                          generator=torch.Generator().manual_seed(config.seed)).to(device)
+    bar = Progress("GIML meta-step", steps, enabled=progress, metric="adapted cost")
+    for step in range(start, steps):
+        started = time.monotonic()
+        observation = observations[step % len(observations)]
+        adapted, latent_cost, adapted_cost = adapt_to_observation(
+            prior, model, observation, image_shape, config,
+            seed=config.seed * 1_000_003 + step, device=device)
+        before, after = meta_step(generator, adapted, optimiser)
+        record = MetaStep(step + 1, observation.round, observation.client_id, latent_cost,
+                          adapted_cost, before, after)
+        with (out / "steps.jsonl").open("a") as f:
+            f.write(json.dumps({**asdict(record), "seconds": time.monotonic() - started}) + "\n")
+        bar.update(step + 1, adapted_cost)
+        done = step + 1
+        if done % config.sample_every == 0 or done == steps:
+            write_samples(prior, fixed_z, out / f"samples-step{done:05d}.png")
+        if done % config.checkpoint_every == 0 or done == steps:
+            _save_checkpoint(out, config, generator, optimiser, done)
+    final = out / "generator.pt"
+    save_generator(generator.cpu(), final, extra={"giml": asdict(config)})
+    return final
+
+
+def write_samples(prior: Prior, z: torch.Tensor, path: Path) -> None:
+    """A grid of G(z) for fixed codes, so the user sees the prior emerge over the steps."""
+    with torch.no_grad():
+        images = prior.to_model_input(prior.generator(z), prior.generator.image_size,
+                                      prior.generator.channels).cpu()
+    write_png(path, image_grid(list(images.split(8)), scale=2))
+
+
+def _save_checkpoint(out: Path, config: GIMLConfig, generator: nn.Module,
+                     optimiser: torch.optim.Optimizer, step: int) -> None:
+    """Write, then rename: an interrupt never leaves a half-written checkpoint."""
+    tmp = out / "checkpoint.pt.tmp"
+    torch.save({"config": asdict(config), "step": step, "generator": generator.state_dict(),
+                "optimiser": optimiser.state_dict()}, tmp)
+    os.replace(tmp, out / "checkpoint.pt")
+
+
+def _truncate_steps_log(out: Path, step: int) -> None:
+    """Keep steps.jsonl consistent with the checkpoint (a resume redoes later steps)."""
+    log_path = out / "steps.jsonl"
+    if log_path.exists():
+        lines = log_path.read_text().splitlines()
+        kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
+        log_path.write_text("".join(line + "\n" for line in kept))
+
+
+def _resume(out: Path, config: GIMLConfig, generator: nn.Module,
+            optimiser: torch.optim.Optimizer, log) -> int:
+    """Load ``out/checkpoint.pt`` if present (same settings but ``steps``); return its step."""
+    path = out / "checkpoint.pt"
+    if not path.exists():
+        (out / "steps.jsonl").unlink(missing_ok=True)
+        return 0
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        saved = dict(state["config"])
+        step = int(state["step"])
+    except Exception as err:  # noqa: BLE001  (any unreadable file is the same user error)
+        raise GradinvError(f"cannot read GIML checkpoint {path}: {type(err).__name__}") from None
+    if {**saved, "steps": None} != {**asdict(config), "steps": None}:
+        raise GradinvError(f"{path} was written with other GIML settings; use another --out "
+                           "(only --steps may change when resuming)")
+    generator.load_state_dict(state["generator"])
+    optimiser.load_state_dict(state["optimiser"])
+    _truncate_steps_log(out, step)
+    log(f"resuming GIML from {path} after meta step {step}")
+    return step
