@@ -1,5 +1,8 @@
 """Reference tests: compare against brute-force, hand-written computations."""
 import itertools
+import json
+import math
+import time
 
 import numpy as np
 import pytest
@@ -9,7 +12,7 @@ from torch.nn import functional as F
 from gradinv.attacks.gi import GI
 from gradinv.attacks.base import restart_generator
 from gradinv.fl import compute_update
-from gradinv.metrics import linear_sum_assignment, psnr, ssim
+from gradinv.metrics import psnr, score, ssim
 from gradinv.models import build_model
 from gradinv.types import FedAvgConfig, PrivateBatch
 
@@ -68,14 +71,40 @@ def test_restart_initialisation_depends_only_on_seed_and_index():
     assert torch.equal(a, b) and not torch.equal(a, c)
 
 
-def test_hungarian_equals_brute_force():
-    rng = np.random.default_rng(0)
-    for n in (1, 2, 5, 7):
-        cost = rng.random((n, n))
-        cols = linear_sum_assignment(cost)
+def test_matching_equals_brute_force():
+    rng = torch.Generator().manual_seed(0)
+    for n in (1, 2, 5, 6):
+        truth = torch.rand(n, 1, 8, 8, generator=rng)
+        rec = torch.rand(n, 1, 8, 8, generator=rng)
+        s = score(rec, truth, predicted_labels=torch.zeros(n, dtype=torch.long),
+                  true_labels=torch.zeros(n, dtype=torch.long), num_classes=2)
+        cost = (truth[:, None] - rec[None]).pow(2).flatten(2).mean(2)
         best = min(itertools.permutations(range(n)), key=lambda p: cost[range(n), p].sum())
-        assert np.isclose(cost[range(n), cols].sum(), cost[range(n), list(best)].sum())
-        assert sorted(cols.tolist()) == list(range(n))
+        assert cost[range(n), s.order].sum().item() == pytest.approx(
+            cost[range(n), list(best)].sum().item())
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_diverged_reconstructions_are_scored_quickly_and_flagged(bad):
+    truth = torch.rand(8, 3, 32, 32)
+    rec = torch.rand(8, 3, 32, 32)
+    rec[:5] = bad
+    rec[6, 0, 0, 0] = bad
+    started = time.monotonic()
+    s = score(rec, truth, predicted_labels=torch.arange(8), true_labels=torch.arange(8),
+              num_classes=10)
+    assert time.monotonic() - started < 1.0
+    assert s.diverged == 6 and all(math.isfinite(v) for v in s.psnr + s.ssim + s.mse)
+    assert json.loads(json.dumps(s.to_dict())) == s.to_dict()  # valid JSON, no Infinity
+
+
+def test_a_wrong_image_count_scores_what_can_be_matched():
+    truth = torch.rand(4, 1, 8, 8)
+    for rec, error in ((truth[[2, 0]].clone(), -2), (torch.cat([truth, torch.rand(2, 1, 8, 8)]), 2)):
+        s = score(rec, truth, predicted_labels=torch.zeros(len(rec), dtype=torch.long),
+                  true_labels=torch.zeros(4, dtype=torch.long), num_classes=2)
+        assert s.count_error == error
+        assert len(s.psnr) == min(len(rec), 4) and s.best_psnr == 100.0
 
 
 def test_psnr_and_ssim_reference_values():

@@ -1,14 +1,18 @@
 """Image-similarity metrics, and matching reconstructions to ground truth before scoring.
 
 A reconstruction comes back in arbitrary order, so each reconstructed image is first assigned to
-one ground-truth image by the optimal assignment (Hungarian method) on MSE.
+one ground-truth image by the optimal assignment on MSE (SciPy's ``linear_sum_assignment``).
+An attack that diverged returns non-finite pixels: those images are reported as diverged and
+scored as the blank grey image they carry no information beyond, never allowed to break the
+matching. When the attacker guessed the wrong number of images, the pairs that can be matched
+are scored and the count error is reported.
 """
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-import numpy as np
 import torch
+from scipy.optimize import linear_sum_assignment
 from torch.nn import functional as F
 
 
@@ -49,49 +53,6 @@ def ssim(a: torch.Tensor, b: torch.Tensor, peak: float = 1.0) -> torch.Tensor:
     return score.flatten(1).mean(1)
 
 
-def linear_sum_assignment(cost: np.ndarray) -> np.ndarray:
-    """Minimum-cost perfect matching of a square matrix (Hungarian method, O(n^3)).
-
-    Returns ``cols`` with row i assigned to column ``cols[i]``.
-    """
-    n = cost.shape[0]
-    u, v = np.zeros(n + 1), np.zeros(n + 1)
-    match = np.zeros(n + 1, dtype=int)  # match[col] = row (1-based), 0 = free
-    for row in range(1, n + 1):
-        match[0] = row
-        col0 = 0
-        minv = np.full(n + 1, np.inf)
-        used = np.zeros(n + 1, dtype=bool)
-        way = np.zeros(n + 1, dtype=int)
-        while match[col0] != 0:
-            used[col0] = True
-            r = match[col0]
-            delta, col1 = np.inf, 0
-            for col in range(1, n + 1):
-                if used[col]:
-                    continue
-                reduced = cost[r - 1, col - 1] - u[r] - v[col]
-                if reduced < minv[col]:
-                    minv[col], way[col] = reduced, col0
-                if minv[col] < delta:
-                    delta, col1 = minv[col], col
-            for col in range(n + 1):
-                if used[col]:
-                    u[match[col]] += delta
-                    v[col] -= delta
-                else:
-                    minv[col] -= delta
-            col0 = col1
-        while col0:
-            prev = way[col0]
-            match[col0] = match[prev]
-            col0 = prev
-    cols = np.zeros(n, dtype=int)
-    for col in range(1, n + 1):
-        cols[match[col] - 1] = col - 1
-    return cols
-
-
 def label_accuracy(predicted: torch.Tensor, true: torch.Tensor, num_classes: int) -> float:
     """Fraction of the batch's labels recovered, counted as multisets (order does not matter)."""
     p = torch.bincount(predicted.cpu(), minlength=num_classes)
@@ -112,6 +73,8 @@ class Scores:
     mean_ssim: float
     best_psnr: float
     label_accuracy: float
+    diverged: int = 0
+    count_error: int = 0
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -119,15 +82,24 @@ class Scores:
 
 def score(reconstructed: torch.Tensor, truth: torch.Tensor, *, predicted_labels: torch.Tensor,
           true_labels: torch.Tensor, num_classes: int) -> Scores:
-    """Match reconstructions to ground truth by MSE, then compute every metric per image."""
+    """Match reconstructions to ground truth by MSE, then compute every metric per image.
+
+    ``order[i]`` is the reconstruction matched to the i-th matched truth image; with a wrong
+    image count only min(len(truth), len(reconstructed)) pairs are scored.
+    """
     reconstructed, truth = reconstructed.detach().float().cpu(), truth.detach().float().cpu()
+    count_error = len(reconstructed) - len(truth)
+    finite = torch.isfinite(reconstructed)
+    diverged = int((~finite.flatten(1).all(1)).sum())
+    reconstructed = torch.where(finite, reconstructed, torch.full_like(reconstructed, 0.5))
     pair_mse = (truth[:, None] - reconstructed[None]).pow(2).flatten(2).mean(2).numpy()
-    order = linear_sum_assignment(pair_mse)
-    matched = reconstructed[torch.from_numpy(order)]
+    rows, order = linear_sum_assignment(pair_mse)
+    matched, truth = reconstructed[torch.from_numpy(order)], truth[torch.from_numpy(rows)]
     m, p, s = mse(matched, truth), psnr(matched, truth), ssim(matched, truth)
     return Scores(
         order=order.tolist(), mse=m.tolist(), psnr=p.tolist(), ssim=s.tolist(),
         mean_mse=float(m.mean()), mean_psnr=float(p.mean()), mean_ssim=float(s.mean()),
         best_psnr=float(p.max()),
         label_accuracy=label_accuracy(predicted_labels, true_labels, num_classes),
+        diverged=diverged, count_error=count_error,
     )

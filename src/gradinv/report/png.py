@@ -33,7 +33,7 @@ def image_grid(rows: list[torch.Tensor], *, scale: int = 2, pad: int = 2) -> np.
     canvas = np.full((len(rows) * cell_h + pad, n * cell_w + pad, 3), 255, dtype=np.uint8)
     for i, row in enumerate(rows):
         for j, img in enumerate(row):
-            rgb = img.detach().float().cpu().clamp(0, 1)
+            rgb = img.detach().float().cpu().nan_to_num(0.5).clamp(0, 1)
             if rgb.shape[0] != 3:
                 rgb = rgb.mean(0, keepdim=True).expand(3, -1, -1)
             arr = (rgb.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)

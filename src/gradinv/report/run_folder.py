@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import platform
 import time
 from dataclasses import dataclass
@@ -41,12 +42,27 @@ def new_run_dir(root: str | Path, name: str) -> Path:
     return path
 
 
+def json_safe(value: object) -> object:
+    """``value`` with every non-finite float replaced by None: strict JSON has no NaN or
+    Infinity, and a diverged attack must still leave a metrics.json every reader can parse."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def write_json(path: Path, value: object) -> None:
+    path.write_text(json.dumps(json_safe(value), indent=2, default=str, allow_nan=False))
+
+
 def write_run(folder: Path, *, config: dict, metrics: dict, rows: list[Row], title: str) -> Path:
     """Write every artefact of a run into ``folder`` and return the path of report.html."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "config.json").write_text(json.dumps({**config, "environment": environment()},
-                                                   indent=2, default=str))
-    (folder / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    write_json(folder / "config.json", {**config, "environment": environment()})
+    write_json(folder / "metrics.json", metrics)
     write_png(folder / "grid.png", image_grid([r.images for r in rows], scale=3))
     curves = {r.label: r.loss_history for r in rows if r.loss_history}
     write_png(folder / "loss.png", line_plot(curves))
