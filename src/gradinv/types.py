@@ -13,12 +13,13 @@ from typing import Literal
 
 import torch
 
+from .checks import GradinvError, check_bool, check_choice, check_float, check_int
+
+__all__ = ["ClientUpdate", "FedAvgConfig", "GradinvError", "ModelMode", "Observation",
+           "PrivateBatch", "Reconstruction", "ThreatModel", "UpdateKind"]
+
 ModelMode = Literal["eval", "train"]
 UpdateKind = Literal["fedsgd", "fedavg"]
-
-
-class GradinvError(Exception):
-    """An error caused by the user's input; the CLI prints it as one line."""
 
 
 @dataclass(frozen=True)
@@ -32,8 +33,9 @@ class ThreatModel:
     model_mode: ModelMode = "eval"
 
     def __post_init__(self) -> None:
-        if self.model_mode not in ("eval", "train"):
-            raise GradinvError(f"model_mode must be 'eval' or 'train', not {self.model_mode!r}")
+        for name in ("labels_known", "num_images_known", "bn_stats_known", "local_hparams_known"):
+            check_bool(name, getattr(self, name))
+        check_choice("model_mode", self.model_mode, ("eval", "train"))
 
 
 @dataclass(frozen=True)
@@ -45,8 +47,9 @@ class FedAvgConfig:
     epochs: int = 1
 
     def __post_init__(self) -> None:
-        if self.lr <= 0 or self.local_batch_size < 1 or self.epochs < 1:
-            raise GradinvError("FedAvg needs lr > 0, local_batch_size >= 1 and epochs >= 1")
+        check_float("lr", self.lr, low=0, low_open=True)
+        check_int("local_batch_size", self.local_batch_size, low=1)
+        check_int("epochs", self.epochs, low=1)
 
 
 @dataclass(frozen=True)
@@ -57,8 +60,21 @@ class PrivateBatch:
     labels: torch.Tensor
 
     def __post_init__(self) -> None:
+        if not isinstance(self.images, torch.Tensor) or not self.images.is_floating_point():
+            raise GradinvError(f"images must be a float tensor (N, C, H, W), not "
+                               f"{_describe(self.images)}")
+        if (not isinstance(self.labels, torch.Tensor) or self.labels.is_floating_point()
+                or self.labels.is_complex() or self.labels.dtype == torch.bool):
+            raise GradinvError(f"labels must be an integer tensor (N,), not {_describe(self.labels)}")
         if self.images.ndim != 4 or self.labels.ndim != 1 or len(self.images) != len(self.labels):
-            raise GradinvError("a batch needs images (N, C, H, W) and labels (N,) of equal length")
+            raise GradinvError(f"a batch needs images (N, C, H, W) and labels (N,) of equal length, "
+                               f"not {tuple(self.images.shape)} and {tuple(self.labels.shape)}")
+
+
+def _describe(value: object) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"a {value.dtype} tensor"
+    return f"a {type(value).__name__}"
 
 
 @dataclass(frozen=True)

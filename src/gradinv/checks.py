@@ -1,0 +1,69 @@
+"""Checks of user-given settings, and the error they raise: one line naming what is wrong.
+
+Every public constructor that takes numbers (attacks, ``ThreatModel``, ``FedAvgConfig``, prior
+training) validates them here, so a string, a NaN or a negative count fails where it was given
+instead of deep inside an optimisation loop, or worse, not at all.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Collection
+
+
+class GradinvError(Exception):
+    """An error caused by the user's input; the CLI prints it as one line."""
+
+
+def check_int(name: str, value: object, *, low: int | None = None, high: int | None = None,
+              optional: bool = False) -> None:
+    """An integer (a bool is not one) in [low, high]; also None when ``optional``."""
+    if optional and value is None:
+        return
+    is_int = isinstance(value, numbers.Integral) and not isinstance(value, bool)
+    if not is_int or not _within(value, low, high, low_open=False):  # type: ignore[arg-type]
+        _refuse(name, value, "an integer", low, high, low_open=False, optional=optional)
+
+
+def check_float(name: str, value: object, *, low: float | None = None, high: float | None = None,
+                low_open: bool = False, optional: bool = False) -> None:
+    """A finite real number (a bool is not one) in [low, high], or (low, high] if ``low_open``."""
+    if optional and value is None:
+        return
+    is_real = isinstance(value, numbers.Real) and not isinstance(value, bool)
+    if not is_real or not math.isfinite(value) or not _within(value, low, high, low_open):  # type: ignore[arg-type]
+        _refuse(name, value, "a finite number", low, high, low_open=low_open, optional=optional)
+
+
+def check_bool(name: str, value: object) -> None:
+    """Exactly True or False: 'yes', 1 or None are refused rather than read as truthy."""
+    if not isinstance(value, bool):
+        raise GradinvError(f"{name} must be True or False, not {value!r}")
+
+
+def check_choice(name: str, value: object, choices: Collection[str]) -> None:
+    if not isinstance(value, str) or value not in choices:
+        raise GradinvError(f"{name} must be one of {', '.join(map(repr, choices))}, not {value!r}")
+
+
+def one_line(err: BaseException) -> str:
+    """An exception from code we do not control (torch, user modules) as 'Type: first line'."""
+    lines = str(err).strip().splitlines()
+    return f"{type(err).__name__}: {lines[0][:160]}" if lines else type(err).__name__
+
+
+def _within(value: float, low: float | None, high: float | None, low_open: bool) -> bool:
+    above = low is None or (value > low if low_open else value >= low)
+    return above and (high is None or value <= high)
+
+
+def _refuse(name: str, value: object, kind: str, low: float | None, high: float | None, *,
+            low_open: bool, optional: bool) -> None:
+    rule = kind
+    if low is not None and high is not None:
+        rule += f" with {low} {'<' if low_open else '<='} {name} <= {high}"
+    elif low is not None:
+        rule += f" with {name} {'>' if low_open else '>='} {low}"
+    elif high is not None:
+        rule += f" with {name} <= {high}"
+    raise GradinvError(f"{name} must be {rule}{' or None' if optional else ''}, not {value!r}")
