@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import importlib
 import importlib.resources
+import inspect
+import math
+import numbers
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,7 +19,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..checks import check_int, one_line
 from ..data import adapt_channels
+from ..files import load_torch_file, load_weights, save_torch_file
 from ..types import GradinvError
 from .dcgan import DCGANGenerator
 
@@ -32,6 +38,8 @@ class Prior:
     name: str = "generator"
 
     def __post_init__(self) -> None:
+        check_int("latent_dim", self.latent_dim, low=1, where=f"prior {self.name!r}")
+        self.output_range = _checked_range(self.output_range, self.name)
         self.generator.eval()
         for p in self.generator.parameters():
             p.requires_grad_(False)
@@ -57,21 +65,44 @@ class Prior:
         return self
 
 
+def _checked_range(output_range: object, name: str) -> tuple[float, float]:
+    """(low, high) with finite low < high: anything else would divide by zero or flip images."""
+    try:
+        low, high = output_range  # type: ignore[misc]
+        valid = all(isinstance(v, numbers.Real) and not isinstance(v, bool) and math.isfinite(v)
+                    for v in (low, high)) and low < high
+    except (TypeError, ValueError):
+        valid = False
+    if not valid:
+        raise GradinvError(f"output_range of prior {name!r} must be two finite numbers low < high, "
+                           f"not {output_range!r}")
+    return float(low), float(high)
+
+
 def save_generator(gen: DCGANGenerator, path: str | Path, *, extra: dict | None = None) -> None:
     """Store settings and float16 weights (half the size; the prior is a prior, not a model)."""
     state = {k: v.half() if v.is_floating_point() else v for k, v in gen.state_dict().items()}
-    torch.save({"kind": "dcgan", "settings": gen.settings(), "state_dict": state,
-                "extra": extra or {}}, path)
+    save_torch_file({"kind": "dcgan", "settings": gen.settings(), "state_dict": state,
+                     "extra": extra or {}}, path)
 
 
 def load_generator(path: str | Path) -> DCGANGenerator:
+    """A generator written by ``save_generator`` (``gradinv prior train``, GIML)."""
+    what = f"generator file {path}"
+    blob = load_torch_file(path, "generator file")
+    if (not isinstance(blob, dict) or blob.get("kind") != "dcgan"
+            or not isinstance(blob.get("settings"), dict) or "state_dict" not in blob):
+        raise GradinvError(f"{what} was not written by 'gradinv prior train' (for your own "
+                           "generator give package.module:factory and its weights)")
     try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
         gen = DCGANGenerator(**blob["settings"])
-        gen.load_state_dict({k: v.float() if v.is_floating_point() else v
-                             for k, v in blob["state_dict"].items()})
-    except (OSError, KeyError, RuntimeError, TypeError) as err:
-        raise GradinvError(f"cannot load generator {path}: {err}") from None
+    except (TypeError, ValueError, RuntimeError, GradinvError):
+        raise GradinvError(f"{what} has unusable settings {blob['settings']}") from None
+    state = blob["state_dict"]
+    if isinstance(state, Mapping):
+        state = {k: v.float() if isinstance(v, torch.Tensor) and v.is_floating_point() else v
+                 for k, v in state.items()}
+    load_weights(gen, state, what)
     return gen
 
 
@@ -86,38 +117,105 @@ def load_faces_prior() -> Prior:
     except ModuleNotFoundError:
         raise GradinvError("the faces prior needs 'pip install --no-deps gan-face-generate'") from None
     with importlib.resources.as_file(weights) as path:
-        state = torch.load(path, map_location="cpu", weights_only=False)["netG_state_dict"]
+        blob = load_torch_file(path, "faces prior weights")
+    what = f"faces prior weights {path}"
+    if not isinstance(blob, dict) or "netG_state_dict" not in blob:
+        raise GradinvError(f"{what} hold no 'netG_state_dict'; reinstall gan-face-generate")
     gen = DCGANGenerator(latent_dim=100, width=64, channels=3, image_size=64)
-    gen.load_state_dict(state)
+    load_weights(gen, blob["netG_state_dict"], what)
     return Prior(gen, 100, (-1.0, 1.0), "digiface-dcgan64")
 
 
 def load_user_prior(factory: str, weights: str | Path | None, *, latent_dim: int | None,
                     output_range: tuple[float, float] = (-1.0, 1.0)) -> Prior:
-    """``package.module:callable`` returning an nn.Module that maps (N, latent_dim) to images."""
-    module_name, _, attr = factory.partition(":")
-    try:
-        gen = getattr(importlib.import_module(module_name), attr)()
-    except (ImportError, AttributeError, ValueError) as err:
-        raise GradinvError(f"cannot build generator from {factory!r}: {err}") from None
-    if not isinstance(gen, nn.Module):
-        raise GradinvError(f"{factory!r} did not return a torch.nn.Module")
+    """``package.module:callable`` returning an nn.Module that maps (N, latent_dim) to images.
+
+    The generator is run once on a small latent batch, so a wrong factory, latent size or
+    output fails here with one line instead of deep inside an attack.
+    """
+    gen = _build_user_generator(factory)
     if weights is not None:
-        try:
-            state = torch.load(weights, map_location="cpu", weights_only=True)
-            gen.load_state_dict(state.get("state_dict", state))
-        except (OSError, RuntimeError, AttributeError) as err:
-            raise GradinvError(f"cannot load weights {weights}: {err}") from None
-    dim = latent_dim or getattr(gen, "latent_dim", None)
-    if dim is None:
-        raise GradinvError("give the generator's latent size (--latent-dim)")
-    return Prior(gen, int(dim), output_range, factory)
+        state = load_torch_file(weights, "generator weights")
+        if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
+            state = state["state_dict"]
+        load_weights(gen, state, f"generator weights {weights} (for {factory!r})")
+    prior = Prior(gen, _latent_size(factory, gen, latent_dim), output_range, factory)
+    _probe(prior)
+    return prior
+
+
+def _build_user_generator(factory: str) -> nn.Module:
+    module_name, _, attr = factory.partition(":")
+    fail = f"cannot build generator from {factory!r}"
+    if not module_name or not attr:
+        raise GradinvError(f"{fail}: give it as package.module:factory")
+    try:
+        make = getattr(importlib.import_module(module_name), attr, None)
+    except Exception as err:  # noqa: BLE001  (importing user code can raise anything)
+        raise GradinvError(f"{fail}: importing {module_name} failed ({one_line(err)})") from None
+    if not callable(make):
+        raise GradinvError(f"{fail}: {module_name} has no callable {attr!r}")
+    needed = _required_arguments(make)
+    if needed:
+        raise GradinvError(f"{fail}: the factory needs arguments ({', '.join(needed)}); give one "
+                           "that takes none")
+    try:
+        gen = make()
+    except Exception as err:  # noqa: BLE001  (user code can raise anything)
+        raise GradinvError(f"{fail}: the factory raised {one_line(err)}") from None
+    if not isinstance(gen, nn.Module):
+        raise GradinvError(f"{fail}: the factory returned a {type(gen).__name__}, not a "
+                           "torch.nn.Module")
+    return gen
+
+
+def _required_arguments(make: Callable) -> list[str]:
+    """Parameters ``make`` cannot be called without (none known for builtins)."""
+    try:
+        parameters = inspect.signature(make).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    return [p.name for p in parameters if p.default is p.empty and p.kind not in variadic]
+
+
+def _latent_size(factory: str, gen: nn.Module, latent_dim: int | None) -> int:
+    """The given latent size, checked against the generator's own ``latent_dim`` if it has one."""
+    check_int("latent_dim", latent_dim, low=1, optional=True, where=f"prior {factory!r}")
+    own = getattr(gen, "latent_dim", None)
+    if latent_dim is None and own is None:
+        raise GradinvError(f"give the latent size of {factory!r} (--latent-dim)")
+    if latent_dim is not None and own is not None and own != latent_dim:
+        raise GradinvError(f"{factory!r} builds a generator with latent size {own}, not "
+                           f"latent_dim={latent_dim}")
+    return latent_dim if latent_dim is not None else own  # type: ignore[return-value]
+
+
+def _probe(prior: Prior) -> None:
+    """G(z) for two random latents must be a finite float image batch (2, C, H, W)."""
+    z = torch.randn(2, prior.latent_dim, generator=torch.Generator().manual_seed(0))
+    try:
+        with torch.no_grad():
+            out = prior.generator(z)
+    except Exception as err:  # noqa: BLE001  (user code can raise anything)
+        raise GradinvError(f"generator {prior.name!r} fails on latents of shape "
+                           f"(2, {prior.latent_dim}) ({one_line(err)}); check --latent-dim") from None
+    if (not isinstance(out, torch.Tensor) or not out.is_floating_point() or out.ndim != 4
+            or out.shape[0] != 2 or 0 in out.shape):
+        got = f"shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else type(out).__name__
+        raise GradinvError(f"generator {prior.name!r} must map latents (N, {prior.latent_dim}) to "
+                           f"float images (N, C, H, W); for N=2 it returned {got}")
+    if not torch.isfinite(out).all():
+        raise GradinvError(f"generator {prior.name!r} returned non-finite values for random latents")
 
 
 def load_prior(source: str, *, weights: str | Path | None = None, latent_dim: int | None = None,
                output_range: tuple[float, float] = (-1.0, 1.0)) -> Prior:
     """'fashion-mnist' (shipped), 'faces', a path written by ``gradinv prior train``, or
     'package.module:factory' (with ``weights``)."""
+    if weights is not None and ":" not in source:
+        raise GradinvError(f"prior weights {weights} are only read for a package.module:factory "
+                           f"generator, not for {source!r}")
     if source in SHIPPED:
         ref = importlib.resources.files("gradinv") / "assets" / SHIPPED[source]
         with importlib.resources.as_file(ref) as path:

@@ -13,12 +13,16 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
+from ..checks import check_float, check_int
 from ..data import load_dataset, to_model_input
+from ..files import load_torch_file, load_weights, save_torch_file
 from ..progress import Progress
 from ..report import image_grid, write_png
 from ..types import GradinvError
-from .dcgan import DCGANDiscriminator, DCGANGenerator
+from .dcgan import DCGANDiscriminator, DCGANGenerator, _stages
 from .prior import save_generator
+
+CHECKPOINT_KEYS = ("config", "epoch", "generator", "discriminator", "opt_g", "opt_d", "rng")
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,14 @@ class PriorTrainingConfig:
     lr: float = 2e-4
     seed: int = 0
     max_images: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "epochs", "latent_dim", "width", "image_size"):
+            check_int(name, getattr(self, name), low=1)
+        _stages(self.image_size)
+        check_int("max_images", self.max_images, low=1, optional=True)
+        check_float("lr", self.lr, low=0, low_open=True)
+        check_int("seed", self.seed, low=0, high=2**63 - 1)
 
 
 def train_prior(config: PriorTrainingConfig, out: str | Path, *, progress: bool = True,
@@ -55,19 +67,10 @@ def train_prior(config: PriorTrainingConfig, out: str | Path, *, progress: bool 
     opt_g = torch.optim.Adam(gen.parameters(), lr=config.lr, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(disc.parameters(), lr=config.lr, betas=(0.5, 0.999))
     fixed_z = torch.randn(64, config.latent_dim, generator=torch.Generator().manual_seed(config.seed))
-    start_epoch = 0
     checkpoint = out / "checkpoint.pt"
+    start_epoch = 0
     if checkpoint.exists():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        if _without_epochs(state["config"]) != _without_epochs(asdict(config)):
-            raise GradinvError(f"{checkpoint} was written with other settings; use another --out "
-                               "(only --epochs may change when resuming)")
-        gen.load_state_dict(state["generator"])
-        disc.load_state_dict(state["discriminator"])
-        opt_g.load_state_dict(state["opt_g"])
-        opt_d.load_state_dict(state["opt_d"])
-        torch.set_rng_state(state["rng"])
-        start_epoch = state["epoch"]
+        start_epoch = _resume(checkpoint, config, gen, disc, opt_g, opt_d)
         log(f"resuming from {checkpoint} after epoch {start_epoch}")
     (out / "settings.json").write_text(json.dumps({"training": asdict(config),
                                                    "generator": gen.settings()}, indent=2))
@@ -88,14 +91,42 @@ def train_prior(config: PriorTrainingConfig, out: str | Path, *, progress: bool 
         with torch.no_grad():
             samples = (gen(fixed_z) + 1) / 2
         write_png(out / f"samples-epoch{epoch + 1}.png", image_grid(list(samples.split(8)), scale=2))
-        torch.save({"config": asdict(config), "epoch": epoch + 1, "generator": gen.state_dict(),
-                    "discriminator": disc.state_dict(), "opt_g": opt_g.state_dict(),
-                    "opt_d": opt_d.state_dict(), "rng": torch.get_rng_state()}, checkpoint)
+        save_torch_file({"config": asdict(config), "epoch": epoch + 1, "generator": gen.state_dict(),
+                         "discriminator": disc.state_dict(), "opt_g": opt_g.state_dict(),
+                         "opt_d": opt_d.state_dict(), "rng": torch.get_rng_state()}, checkpoint)
         log(f"epoch {epoch + 1}: d_loss {d_loss:.3f} g_loss {g_loss:.3f} "
             f"({time.monotonic() - started:.0f} s), checkpoint saved")
     final = out / "generator.pt"
     save_generator(gen, final, extra={"training": asdict(config)})
     return final
+
+
+def _resume(checkpoint: Path, config: PriorTrainingConfig, gen: DCGANGenerator,
+            disc: DCGANDiscriminator, opt_g: torch.optim.Optimizer,
+            opt_d: torch.optim.Optimizer) -> int:
+    """Restore models, optimisers and the RNG from ``checkpoint``; return its epoch.
+
+    The checkpoint holds only tensors and plain containers (the RNG state is a uint8 tensor,
+    the config a dict), so it loads with ``weights_only=True`` like every other file.
+    """
+    state = load_torch_file(checkpoint, "prior-training checkpoint")
+    if (not isinstance(state, dict) or any(k not in state for k in CHECKPOINT_KEYS)
+            or not isinstance(state["config"], dict) or not isinstance(state["epoch"], int)
+            or not isinstance(state["rng"], torch.Tensor) or state["rng"].dtype != torch.uint8):
+        raise GradinvError(f"{checkpoint} is not a prior-training checkpoint; use another --out")
+    if _without_epochs(state["config"]) != _without_epochs(asdict(config)):
+        raise GradinvError(f"{checkpoint} was written with other settings; use another --out "
+                           "(only --epochs may change when resuming)")
+    load_weights(gen, state["generator"], f"checkpoint {checkpoint} (generator)")
+    load_weights(disc, state["discriminator"], f"checkpoint {checkpoint} (discriminator)")
+    try:
+        opt_g.load_state_dict(state["opt_g"])
+        opt_d.load_state_dict(state["opt_d"])
+        torch.set_rng_state(state["rng"])
+    except (KeyError, ValueError, TypeError, RuntimeError):
+        raise GradinvError(f"{checkpoint} holds an unusable optimiser or RNG state; use another "
+                           "--out") from None
+    return state["epoch"]
 
 
 def _without_epochs(settings: dict) -> dict:

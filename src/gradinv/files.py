@@ -1,0 +1,76 @@
+"""Reading and writing torch files that users hand over (priors, weights, checkpoints).
+
+Every load uses ``weights_only=True``: unpickling a file someone else wrote can run arbitrary
+code, so only tensors and plain containers are read. Every way such a file can be wrong (missing,
+empty, truncated, not a torch file, a whole pickled ``nn.Module``, weights of another
+architecture) ends in one ``GradinvError`` line naming the file. Writes are atomic, so an
+interrupted run never leaves a half-written checkpoint behind.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .checks import GradinvError, one_line
+
+
+def load_torch_file(path: str | Path, what: str) -> object:
+    """The content of a file written by ``torch.save``; ``what`` names it in errors."""
+    path = Path(path)
+    if not path.exists():
+        raise GradinvError(f"{what} {path} does not exist")
+    if path.is_dir():
+        raise GradinvError(f"{what} {path} is a folder, not a file")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001  (torch raises many types for one broken file)
+        raise GradinvError(f"{what} {path} {_why_unreadable(err)}") from None
+
+
+def save_torch_file(content: object, path: str | Path) -> None:
+    """``torch.save`` to a temporary name, then rename: readers see the old file or the new one."""
+    path = Path(path)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(temporary, "wb") as f:
+            torch.save(content, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def load_weights(module: nn.Module, state: object, source: str) -> None:
+    """Load a state dict into ``module``; one line naming ``source`` when it does not fit."""
+    if not isinstance(state, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()):
+        raise GradinvError(f"{source} does not hold a state dict (parameter names -> tensors)")
+    problems = _mismatches(module.state_dict(), state)
+    if problems:
+        more = f" (and {len(problems) - 1} more differences)" if len(problems) > 1 else ""
+        raise GradinvError(f"{source} holds weights for another architecture: {problems[0]}{more}")
+    module.load_state_dict(dict(state))
+
+
+def _mismatches(expected: Mapping[str, torch.Tensor], given: Mapping[str, torch.Tensor]) -> list[str]:
+    problems = [f"{k!r} is missing" for k in expected if k not in given]
+    problems += [f"{k!r} is not in the model" for k in given if k not in expected]
+    problems += [f"{k!r} has shape {tuple(given[k].shape)}, the model {tuple(v.shape)}"
+                 for k, v in expected.items() if k in given and given[k].shape != v.shape]
+    return problems
+
+
+def _why_unreadable(err: Exception) -> str:
+    if isinstance(err, pickle.UnpicklingError) and "Weights only load failed" in str(err):
+        return ("holds pickled Python objects (such as a whole model saved with torch.save(model)), "
+                "which are not loaded because unpickling can run code; save model.state_dict()")
+    return f"is not a readable torch file (empty, truncated or corrupt; {one_line(err)})"
