@@ -84,3 +84,18 @@ def test_skimage_photos_reader():
     ds = load_dataset("skimage")
     assert ds.images.shape[1:] == (3, 64, 64) and len(ds) == ds.num_classes
     assert 0 <= ds.images.min() and ds.images.max() <= 1 and ds.images.std() > 0.05
+
+
+def test_embedded_default_has_a_disjoint_train_split(default_data):
+    train = load_dataset("default", split="train")
+    assert train.images.shape == (2000, 1, 28, 28) and train.num_classes == 10
+    assert load_dataset("default", split="test").name == default_data.name == "fashion-mnist-test-500"
+    test_images = {bytes((image * 255).round().byte().numpy()) for image in default_data.images}
+    assert not any(bytes((image * 255).round().byte().numpy()) in test_images
+                   for image in train.images)
+    try:
+        real = load_fashion_mnist(None, "train")
+    except GradinvError:
+        pytest.skip("Fashion-MNIST is not installed on this machine")
+    assert torch.equal(real.images[:2000], train.images)
+    assert torch.equal(real.labels[:2000], train.labels)

@@ -21,6 +21,12 @@ class ImageDataset:
     def __post_init__(self) -> None:
         if self.images.ndim != 4 or len(self.images) != len(self.labels) or len(self.images) == 0:
             raise GradinvError(f"dataset {self.name!r} is empty or malformed")
+        outside = (self.labels < 0) | (self.labels >= self.num_classes)
+        if outside.any():
+            index = int(outside.nonzero()[0])
+            raise GradinvError(f"dataset {self.name!r}: label {int(self.labels[index])} of image "
+                               f"{index} is outside the {self.num_classes} classes "
+                               f"0..{self.num_classes - 1}")
 
     @property
     def channels(self) -> int:

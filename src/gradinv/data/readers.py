@@ -94,7 +94,7 @@ def load_cifar(root: Path, split: str, num_classes: int) -> ImageDataset:
 def load_image_folder(root: Path, *, size: int | None = None, grey: bool = False) -> ImageDataset:
     """One sub-folder per class (ImageNet / FFHQ style); images are resized to size x size."""
     try:
-        from PIL import Image, UnidentifiedImageError
+        from PIL import UnidentifiedImageError
     except ImportError:
         raise GradinvError("image folders need Pillow: pip install 'gradinv[images]'") from None
     if not root.is_dir():
@@ -108,19 +108,34 @@ def load_image_folder(root: Path, *, size: int | None = None, grey: bool = False
             if file.suffix.lower() not in IMAGE_SUFFIXES:
                 continue
             try:
-                with Image.open(file) as img:
-                    img = img.convert("L" if grey else "RGB")
-                    side = size or min(img.size)
-                    img = img.resize((side, side), Image.BILINEAR)
-                    arrays.append(np.asarray(img).reshape(side, side, -1).transpose(2, 0, 1))
-            except (UnidentifiedImageError, OSError) as err:
+                arrays.append(_read_image(file, size, grey))
+            except (UnidentifiedImageError, OSError, ValueError) as err:
                 raise GradinvError(f"cannot read image {file}: {err}") from None
             labels.append(label)
     if not arrays:
         raise GradinvError(f"{root} holds no images")
     if len({a.shape for a in arrays}) > 1:
         raise GradinvError(f"images in {root} differ in size; pass --image-size")
-    return _from_uint8(root.name, np.stack(arrays), np.array(labels), len(classes))
+    return ImageDataset(root.name, torch.from_numpy(np.stack(arrays)),
+                        torch.tensor(labels, dtype=torch.long), len(classes))
+
+
+def _read_image(file: Path, size: int | None, grey: bool) -> np.ndarray:
+    """(C, H, W) float32 in [0, 1]. 16-bit greyscale is scaled from 0..65535: Pillow's
+    ``convert("L")`` would clip it, turning almost every pixel white."""
+    from PIL import Image
+    with Image.open(file) as img:
+        if img.mode.startswith("I;16") or (img.mode == "I" and img.format == "PNG"):
+            img, scale = img.convert("F"), 65535.0
+        elif img.mode in ("I", "F"):
+            raise ValueError(f"{img.mode}-mode (32-bit) images are not supported; "
+                             "save it with 8 or 16 bits per channel")
+        else:
+            img, scale = img.convert("L" if grey else "RGB"), 255.0
+        side = size or min(img.size)
+        img = img.resize((side, side), Image.BILINEAR)
+        array = np.asarray(img, dtype=np.float32).reshape(side, side, -1).transpose(2, 0, 1) / scale
+    return array if grey or len(array) == 3 else np.repeat(array, 3, axis=0)
 
 
 def load_sklearn_digits() -> ImageDataset:
@@ -157,15 +172,21 @@ def load_skimage_photos(size: int = 64) -> ImageDataset:
     return ImageDataset("skimage", images, torch.arange(len(arrays)), len(arrays))
 
 
-EMBEDDED = "fashion_mnist_test_500.npz"
+# The embedded default, per split: disjoint Fashion-MNIST images (MIT licence, Zalando Research;
+# see assets/LICENSE-fashion-mnist.txt), so a prior trained on split="train" never saw the
+# test images attacks are scored on.
+EMBEDDED = {"train": ("fashion_mnist_train_2000.npz", "fashion-mnist-train-2000"),
+            "test": ("fashion_mnist_test_500.npz", "fashion-mnist-test-500")}
 
 
-def load_embedded_default() -> ImageDataset:
-    """The first 500 images of the Fashion-MNIST *test* split (MIT licence, Zalando Research)."""
-    path = importlib.resources.files("gradinv") / "assets" / EMBEDDED
+def load_embedded_default(split: str = "test") -> ImageDataset:
+    """The first 2,000 images of the Fashion-MNIST train split, or the first 500 of its test
+    split."""
+    file, name = EMBEDDED[split]
+    path = importlib.resources.files("gradinv") / "assets" / file
     with path.open("rb") as f:
         data = np.load(f)
-        return _from_uint8("fashion-mnist-test-500", data["images"], data["labels"], 10)
+        return _from_uint8(name, data["images"], data["labels"], 10)
 
 
 DATASETS = ("default", "fashion-mnist", "mnist", "cifar10", "cifar100", "folder", "digits",
@@ -177,12 +198,9 @@ def load_dataset(name: str, *, data_dir: str | Path | None = None, split: str = 
     """Load a dataset by name; ``data_dir`` points at the files where they are not built in."""
     if split not in ("train", "test"):
         raise GradinvError(f"split must be 'train' or 'test', not {split!r}")
-    root = Path(data_dir) if data_dir is not None else None
-    needs_dir = {"mnist", "cifar10", "cifar100", "folder"}
-    if name in needs_dir and root is None:
-        raise GradinvError(f"dataset {name!r} needs --data-dir pointing at its files")
+    root = _data_dir(name, data_dir)
     if name == "default":
-        return load_embedded_default()
+        return load_embedded_default(split)
     if name == "fashion-mnist":
         return load_fashion_mnist(root, split)
     if name == "mnist":
@@ -196,3 +214,16 @@ def load_dataset(name: str, *, data_dir: str | Path | None = None, split: str = 
     if name == "skimage":
         return load_skimage_photos()
     raise GradinvError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+
+
+def _data_dir(name: str, data_dir: str | Path | None) -> Path | None:
+    """The folder a dataset is read from: required where nothing is built in, refused where
+    it would be silently ignored, and never a file."""
+    if name in ("default", "digits", "skimage") and data_dir is not None:
+        raise GradinvError(f"dataset {name!r} is built in and reads no --data-dir")
+    if name in ("mnist", "cifar10", "cifar100", "folder") and data_dir is None:
+        raise GradinvError(f"dataset {name!r} needs --data-dir pointing at its files")
+    root = Path(data_dir) if data_dir is not None else None
+    if root is not None and root.exists() and not root.is_dir():
+        raise GradinvError(f"--data-dir {root} is a file; give the folder holding the files")
+    return root
