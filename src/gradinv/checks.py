@@ -16,34 +16,38 @@ class GradinvError(Exception):
 
 
 def check_int(name: str, value: object, *, low: int | None = None, high: int | None = None,
-              optional: bool = False) -> None:
-    """An integer (a bool is not one) in [low, high]; also None when ``optional``."""
+              optional: bool = False, where: str = "") -> None:
+    """An integer (a bool is not one) in [low, high]; also None when ``optional``. ``where``
+    (an attack's or a prior's name) prefixes the message."""
     if optional and value is None:
         return
     is_int = isinstance(value, numbers.Integral) and not isinstance(value, bool)
     if not is_int or not _within(value, low, high, low_open=False):  # type: ignore[arg-type]
-        _refuse(name, value, "an integer", low, high, low_open=False, optional=optional)
+        _refuse(name, value, "an integer", low, high, low_open=False, optional=optional,
+                where=where)
 
 
 def check_float(name: str, value: object, *, low: float | None = None, high: float | None = None,
-                low_open: bool = False, optional: bool = False) -> None:
+                low_open: bool = False, optional: bool = False, where: str = "") -> None:
     """A finite real number (a bool is not one) in [low, high], or (low, high] if ``low_open``."""
     if optional and value is None:
         return
     is_real = isinstance(value, numbers.Real) and not isinstance(value, bool)
-    if not is_real or not math.isfinite(value) or not _within(value, low, high, low_open):  # type: ignore[arg-type]
-        _refuse(name, value, "a finite number", low, high, low_open=low_open, optional=optional)
+    if not is_real or not _finite(value) or not _within(value, low, high, low_open):  # type: ignore[arg-type]
+        _refuse(name, value, "a finite number", low, high, low_open=low_open, optional=optional,
+                where=where)
 
 
-def check_bool(name: str, value: object) -> None:
+def check_bool(name: str, value: object, *, where: str = "") -> None:
     """Exactly True or False: 'yes', 1 or None are refused rather than read as truthy."""
     if not isinstance(value, bool):
-        raise GradinvError(f"{name} must be True or False, not {value!r}")
+        raise GradinvError(f"{_prefix(where)}{name} must be True or False, not {_show(value)}")
 
 
-def check_choice(name: str, value: object, choices: Collection[str]) -> None:
+def check_choice(name: str, value: object, choices: Collection[str], *, where: str = "") -> None:
     if not isinstance(value, str) or value not in choices:
-        raise GradinvError(f"{name} must be one of {', '.join(map(repr, choices))}, not {value!r}")
+        raise GradinvError(f"{_prefix(where)}{name} must be one of "
+                           f"{', '.join(map(repr, choices))}, not {_show(value)}")
 
 
 def one_line(err: BaseException) -> str:
@@ -52,13 +56,20 @@ def one_line(err: BaseException) -> str:
     return f"{type(err).__name__}: {lines[0][:160]}" if lines else type(err).__name__
 
 
+def _finite(value: numbers.Real) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int too large for a float
+        return False
+
+
 def _within(value: float, low: float | None, high: float | None, low_open: bool) -> bool:
     above = low is None or (value > low if low_open else value >= low)
     return above and (high is None or value <= high)
 
 
 def _refuse(name: str, value: object, kind: str, low: float | None, high: float | None, *,
-            low_open: bool, optional: bool) -> None:
+            low_open: bool, optional: bool, where: str) -> None:
     rule = kind
     if low is not None and high is not None:
         rule += f" with {low} {'<' if low_open else '<='} {name} <= {high}"
@@ -66,4 +77,14 @@ def _refuse(name: str, value: object, kind: str, low: float | None, high: float 
         rule += f" with {name} {'>' if low_open else '>='} {low}"
     elif high is not None:
         rule += f" with {name} <= {high}"
-    raise GradinvError(f"{name} must be {rule}{' or None' if optional else ''}, not {value!r}")
+    raise GradinvError(f"{_prefix(where)}{name} must be {rule}{' or None' if optional else ''}, "
+                       f"not {_show(value)}")
+
+
+def _show(value: object) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _prefix(where: str) -> str:
+    return f"{where}: " if where else ""
