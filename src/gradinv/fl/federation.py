@@ -1,0 +1,203 @@
+"""A simulated federation: clients holding disjoint shards of a train split, and a server that
+trains the global model round by round from their FedSGD gradients or FedAvg deltas.
+
+Updates are produced as in a deployment (from the global model of *that* round, on data the
+client holds), so leakage can be audited at any point of training, not only at initialisation.
+Everything is seeded: the same config gives a bit-identical record.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..checks import check_bool, check_choice, check_float, check_int
+from ..data import load_dataset, to_model_input
+from ..data.partition import PARTITIONS, partition
+from ..models import (DEFAULT_WIDTH, INIT_SCHEMES, available_models, build_model,
+                      default_init_scheme)
+from ..progress import Progress
+from ..types import (ClientUpdate, FedAvgConfig, GradinvError, Observation, PrivateBatch,
+                     ThreatModel, UpdateKind)
+from .client import compute_update, observe
+from .functional import FunctionalModel
+from .record import ModelSpec, Record, RecordMeta, open_record
+from .recorder import RecordWriter
+
+# Datasets with disjoint train and test splits (the embedded default: 2,000 train and 500 test
+# Fashion-MNIST images), so training on one and scoring on the other is honest; the other
+# readers ignore the split.
+SPLIT_DATASETS = ("default", "fashion-mnist", "mnist", "cifar10", "cifar100")
+
+UpdateHook = Callable[[Observation, PrivateBatch], None]
+RoundHook = Callable[[int, dict[str, torch.Tensor], float], None]
+
+
+@dataclass(frozen=True)
+class FederationConfig:
+    """Everything that defines a simulated federation; saved in its record.
+
+    Clients compute in train mode by default, as in deployments: BatchNorm then normalises with
+    batch statistics (the running statistics are never averaged, see ``aggregate``).
+    """
+
+    model: str = "convnet"
+    width: int | None = 16
+    init_scheme: str | None = None
+    dataset: str = "default"
+    data_dir: str | None = None
+    image_size: int = 28
+    channels: int = 1
+    num_clients: int = 10
+    partition: str = "iid"
+    alpha: float = 0.5
+    classes_per_client: int = 2
+    clients_per_round: int = 4
+    rounds: int = 30
+    update: UpdateKind = "fedsgd"
+    batch_size: int = 16
+    fedavg: FedAvgConfig = field(default_factory=FedAvgConfig)
+    server_lr: float = 0.1
+    threat: ThreatModel = field(default_factory=lambda: ThreatModel(model_mode="train"))
+    test_images: int = 1000
+    store_private: bool = True
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_choice("model", self.model, available_models())
+        if self.init_scheme is None:
+            object.__setattr__(self, "init_scheme", default_init_scheme(self.model))
+        check_choice("init_scheme", self.init_scheme, sorted(INIT_SCHEMES))
+        if self.dataset not in SPLIT_DATASETS:
+            raise GradinvError(f"dataset {self.dataset!r} has no separate train and test split; "
+                               f"a federation trains on one of {', '.join(SPLIT_DATASETS)}")
+        check_int("width", self.width, low=1, optional=True)
+        check_int("image_size", self.image_size, low=4)
+        for name in ("channels", "num_clients", "classes_per_client", "rounds", "batch_size",
+                     "test_images"):
+            check_int(name, getattr(self, name), low=1)
+        check_int("clients_per_round", self.clients_per_round, low=1, high=self.num_clients)
+        check_int("seed", self.seed, low=0, high=2**63 - 1)
+        check_choice("partition", self.partition, PARTITIONS)
+        check_choice("update", self.update, ("fedsgd", "fedavg"))
+        check_float("alpha", self.alpha, low=0, low_open=True)
+        check_float("server_lr", self.server_lr, low=0, low_open=True)
+        check_bool("store_private", self.store_private)
+
+
+class Federation:
+    """The clients' data, the test subset and the global model of one federation."""
+
+    def __init__(self, config: FederationConfig) -> None:
+        self.config = config
+        c = config
+        train = load_dataset(c.dataset, data_dir=c.data_dir, split="train")
+        test = load_dataset(c.dataset, data_dir=c.data_dir, split="test")
+        self.train = train
+        self.clients = partition(train.labels, c.num_clients, scheme=c.partition, alpha=c.alpha,
+                                 classes_per_client=c.classes_per_client, seed=c.seed)
+        self.test = PrivateBatch(to_model_input(test.images[:c.test_images], c.image_size,
+                                                c.channels), test.labels[:c.test_images])
+        self.model = build_model(c.model, channels=c.channels, num_classes=train.num_classes,
+                                 image_size=c.image_size, width=c.width, seed=c.seed,
+                                 init_scheme=c.init_scheme)
+
+    def record_meta(self) -> RecordMeta:
+        """What this federation's record says about it (see ``record.RecordMeta``)."""
+        c = self.config
+        spec = ModelSpec(name=c.model, width=c.width or DEFAULT_WIDTH[c.model],
+                         channels=c.channels, num_classes=self.train.num_classes,
+                         image_size=c.image_size, init_scheme=str(c.init_scheme))
+        return RecordMeta(model=spec, update=c.update, threat=c.threat,
+                          data_channels=self.train.channels, private=c.store_private,
+                          federation=asdict(c))
+
+    def client_batch(self, client: int, rng: np.random.Generator) -> PrivateBatch:
+        """A batch drawn without replacement from the client's own shard (all of it if small)."""
+        shard = self.clients[client]
+        index = torch.from_numpy(rng.choice(shard, min(self.config.batch_size, len(shard)),
+                                            replace=False))
+        images = to_model_input(self.train.images[index], self.config.image_size,
+                                self.config.channels)
+        return PrivateBatch(images, self.train.labels[index])
+
+    def run_round(self, round: int, on_update: UpdateHook | None = None) -> float:
+        """Broadcast, let the sampled clients compute, aggregate; returns the test accuracy."""
+        c = self.config
+        rng = np.random.default_rng([c.seed, round])  # per round: a resumed run draws the same
+        updates = []
+        for client in np.sort(rng.choice(c.num_clients, c.clients_per_round, replace=False)):
+            batch = self.client_batch(int(client), rng)
+            update = compute_update(self.model, batch, kind=c.update, fedavg=c.fedavg,
+                                    mode=c.threat.model_mode, round=round, client_id=int(client))
+            if on_update is not None:
+                on_update(observe(update, c.threat), batch)
+            updates.append(update)
+        state = aggregate(self.model.state_dict(), updates, server_lr=c.server_lr)
+        self.model.load_state_dict(state)
+        return accuracy(self.model, self.test, mode=c.threat.model_mode)
+
+    def run(self, *, start_round: int = 0, state: dict[str, torch.Tensor] | None = None,
+            on_update: UpdateHook | None = None, on_round: RoundHook | None = None,
+            progress: bool = True, log: Callable[[str], None] = print) -> dict[int, float]:
+        """Rounds ``start_round`` .. ``rounds - 1`` from ``state`` (default: the seeded initial
+        model); ``on_round(round, state, accuracy)`` sees the state each round ends with."""
+        if state is not None:
+            self.model.load_state_dict(state)
+        bar = Progress("federation", self.config.rounds, enabled=progress, metric="accuracy")
+        history = {}
+        for r in range(start_round, self.config.rounds):
+            history[r] = self.run_round(r, on_update)
+            if on_round is not None:
+                on_round(r, self.model.state_dict(), history[r])
+            log(f"round {r}: test accuracy {history[r]:.4f}")
+            bar.update(r + 1, history[r])
+        return history
+
+
+def aggregate(state: dict[str, torch.Tensor], updates: list[ClientUpdate], *,
+              server_lr: float) -> dict[str, torch.Tensor]:
+    """Example-weighted mean of the clients' updates applied to the parameters (FedSGD: a
+    gradient step of ``server_lr``; FedAvg: the mean delta). Buffers (BatchNorm running
+    statistics) keep their broadcast values: clients compute with frozen statistics and send
+    no buffers, so the server has nothing to average."""
+    total = sum(u.num_images for u in updates)
+    new = dict(state)
+    for name in updates[0].tensors:
+        mean = sum(u.tensors[name] * (u.num_images / total) for u in updates)
+        step = -server_lr * mean if updates[0].kind == "fedsgd" else mean
+        new[name] = state[name] + step
+    return new
+
+
+def accuracy(model: nn.Module, test: PrivateBatch, *, mode: str, chunk: int = 500) -> float:
+    """Top-1 accuracy on ``test`` in the clients' mode (train mode normalises each chunk with
+    its own batch statistics, since the running statistics are never updated)."""
+    net = FunctionalModel(model, mode).module  # type: ignore[arg-type]
+    with torch.no_grad():
+        correct = sum(int((net(x).argmax(1) == y).sum())
+                      for x, y in zip(test.images.split(chunk), test.labels.split(chunk)))
+    return correct / len(test.labels)
+
+
+def simulate(config: FederationConfig, record_dir: str | Path, *, progress: bool = True,
+             log: Callable[[str], None] = print, on_update: UpdateHook | None = None) -> Record:
+    """Run the federation and record every observed update in ``record_dir``; a record of the
+    same config there is resumed after its last complete round."""
+    federation = Federation(config)
+    writer = RecordWriter(record_dir, federation.record_meta())
+    if writer.next_round:
+        log(f"resuming {record_dir} after round {writer.next_round - 1}")
+
+    def record(observation: Observation, batch: PrivateBatch) -> None:
+        writer.add_update(observation, batch)
+        if on_update is not None:
+            on_update(observation, batch)
+
+    federation.run(start_round=writer.next_round, state=writer.resume_state, on_update=record,
+                   on_round=writer.complete_round, progress=progress, log=log)
+    return open_record(record_dir)

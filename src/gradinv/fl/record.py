@@ -1,0 +1,346 @@
+"""The on-disk record of a federation, and the reader attacks use.
+
+A record is a directory any FL framework can write (see ``recorder.RecordWriter``)::
+
+    record.json                                  format version, model, update kind, threat model,
+                                                 federation settings, which fields exist
+    manifest.jsonl                               one line per observed update, then one
+                                                 {"round_complete": r, ...} line per round
+    rounds/round-00000.safetensors               the state the server broadcast in round 0 (once)
+    updates/round-00000-client-0003.safetensors  what the server observed of client 3
+    private/...                                  the clients' private batches (optional; read
+                                                 only by ``gradinv.fl.private``, never here)
+
+Tensors are safetensors and metadata JSON, so loading a record never executes code. Every
+tensor file is listed with its sha256 and checked when read. A round counts only once its
+``round_complete`` line is written (after all its files), so a record cut off mid-round reads
+as the rounds before.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import asdict, dataclass
+from functools import cached_property
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors
+from torch import nn
+
+from ..models import build_model
+from ..types import FedAvgConfig, GradinvError, Observation, ThreatModel, UpdateKind
+
+FORMAT = "gradinv-fl-record"
+VERSION = 1
+META_FILE = "record.json"
+MANIFEST = "manifest.jsonl"
+PRIVATE_DIR = "private"
+PRIVATE_MANIFEST = f"{PRIVATE_DIR}/manifest.jsonl"
+UPDATE_PREFIX = "update/"
+BN_MEAN_PREFIX, BN_VAR_PREFIX = "bn_mean/", "bn_var/"
+
+
+def round_file(round: int) -> str:
+    return f"rounds/round-{round:05d}.safetensors"
+
+
+def update_file(round: int, client: int) -> str:
+    return f"updates/round-{round:05d}-client-{client:04d}.safetensors"
+
+
+def private_file(round: int, client: int) -> str:
+    return f"{PRIVATE_DIR}/round-{round:05d}-client-{client:04d}.safetensors"
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write to a temporary name, then rename: a crash never leaves a half-written file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+@dataclass(frozen=True)
+class FileRef:
+    """A tensor file of the record (relative path) and the sha256 of its bytes."""
+
+    file: str
+    sha256: str
+
+    def load(self, root: Path) -> dict[str, torch.Tensor]:
+        """The file's tensors, after checking its bytes against the recorded hash."""
+        path = root / self.file
+        try:
+            data = path.read_bytes()
+        except OSError:
+            raise GradinvError(f"record file {path} is missing or unreadable") from None
+        if sha256(data) != self.sha256:
+            raise GradinvError(f"record file {path} does not match its sha256 in the manifest "
+                               "(tampered or truncated)")
+        try:
+            return load_safetensors(data)
+        except SafetensorError as err:
+            raise GradinvError(f"record file {path} is not a safetensors file ({err})") from None
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """The attacked architecture; its weights come from each round's broadcast. ``width`` is
+    ``build_model``'s argument (LeNet's width is fixed and ignores it)."""
+
+    name: str
+    width: int
+    channels: int
+    num_classes: int
+    image_size: int
+    init_scheme: str
+
+    def build(self) -> nn.Module:
+        return build_model(self.name, channels=self.channels, num_classes=self.num_classes,
+                           image_size=self.image_size, width=self.width,
+                           init_scheme=self.init_scheme)
+
+
+@dataclass(frozen=True)
+class RecordMeta:
+    """What ``record.json`` says: everything shared by all updates of the record.
+
+    ``data_channels`` are the dataset's own (reconstructions are scored in them); ``private``
+    says whether the clients' batches were kept. ``federation`` holds the writer's own settings
+    (for resuming and provenance); attacks read per-update facts only from the manifest, where
+    withheld fields are absent.
+    """
+
+    model: ModelSpec
+    update: UpdateKind
+    threat: ThreatModel
+    data_channels: int
+    private: bool
+    federation: dict
+
+    def to_json(self) -> dict:
+        return {"format": FORMAT, "version": VERSION, **asdict(self), "fields": self.fields()}
+
+    def fields(self) -> dict:
+        """A note, for readers of the files, of which fields this record holds."""
+        t = self.threat
+        granted = {"num_examples": t.num_images_known, "labels": t.labels_known,
+                   "fedavg": t.local_hparams_known and self.update == "fedavg"}
+        tensors = [UPDATE_PREFIX + "<parameter>"]
+        if t.bn_stats_known:
+            tensors += [BN_MEAN_PREFIX + "<layer>", BN_VAR_PREFIX + "<layer>"]
+        return {"manifest": ["round", "client_id", "broadcast", "update"]
+                + [name for name, known in granted.items() if known],
+                "update_tensors": tensors, "private_batches": self.private}
+
+    @classmethod
+    def from_json(cls, data: dict) -> RecordMeta:
+        return cls(model=ModelSpec(**data["model"]), update=data["update"],
+                   threat=ThreatModel(**data["threat"]), data_channels=data["data_channels"],
+                   private=data["private"], federation=data["federation"])
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One observed update as the manifest lists it; withheld facts are ``None``."""
+
+    round: int
+    client_id: int
+    num_examples: int | None
+    labels: list[int] | None
+    fedavg: FedAvgConfig | None
+    broadcast: FileRef
+    update: FileRef
+
+    def to_json(self) -> dict:
+        line: dict = {"round": self.round, "client_id": self.client_id}
+        for key in ("num_examples", "labels"):
+            if getattr(self, key) is not None:
+                line[key] = getattr(self, key)
+        if self.fedavg is not None:
+            line["fedavg"] = asdict(self.fedavg)
+        return {**line, "broadcast": asdict(self.broadcast), "update": asdict(self.update)}
+
+    @classmethod
+    def from_json(cls, line: dict) -> Entry:
+        fedavg = line.get("fedavg")
+        return cls(round=line["round"], client_id=line["client_id"],
+                   num_examples=line.get("num_examples"), labels=line.get("labels"),
+                   fedavg=None if fedavg is None else FedAvgConfig(**fedavg),
+                   broadcast=FileRef(**line["broadcast"]), update=FileRef(**line["update"]))
+
+
+def read_jsonl(path: Path) -> list[tuple[str, dict]]:
+    """(text, value) of every whole line; a last line cut off mid-write (no newline) is dropped,
+    any other line that is not JSON is an error."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError):
+        raise GradinvError(f"{path} is missing or unreadable") from None
+    lines = text.split("\n")[:-1]  # what follows the last newline was never finished
+    parsed = []
+    for number, line in enumerate(lines, 1):
+        try:
+            value = json.loads(line)
+        except json.JSONDecodeError:
+            value = None
+        if not isinstance(value, dict):
+            raise GradinvError(f"{path} line {number} is not a JSON object")
+        parsed.append((line, value))
+    return parsed
+
+
+def complete_lines(path: Path) -> list[tuple[str, dict]]:
+    """The manifest lines up to the last ``round_complete``: an unfinished round is ignored."""
+    lines = read_jsonl(path)
+    ends = [i for i, (_, value) in enumerate(lines) if "round_complete" in value]
+    return lines[:ends[-1] + 1] if ends else []
+
+
+def read_meta(root: Path) -> RecordMeta:
+    """record.json, with one clear error for anything that is not a record we can read."""
+    if not root.is_dir():
+        raise GradinvError(f"no record at {root} (not a directory)")
+    path = root / META_FILE
+    if not path.exists():
+        state = "is empty" if not any(root.iterdir()) else f"has no {META_FILE}"
+        raise GradinvError(f"{root} is not a gradinv record: it {state}")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        raise GradinvError(f"{path} is not valid JSON") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise GradinvError(f"{path} does not describe a {FORMAT}")
+    if data.get("version") != VERSION:
+        raise GradinvError(f"{path} has format version {data.get('version')!r}; this gradinv "
+                           f"reads version {VERSION}")
+    try:
+        return RecordMeta.from_json(data)
+    except (KeyError, TypeError) as err:
+        raise GradinvError(f"{path} is malformed ({type(err).__name__}: {err})") from None
+
+
+def update_tensors(observation: Observation) -> dict[str, torch.Tensor]:
+    """The tensors of an update file: the observed update, and BatchNorm statistics when the
+    threat model grants them (``Record.observation`` reads them back)."""
+    tensors = {UPDATE_PREFIX + k: v for k, v in observation.tensors.items()}
+    for layer, (mean, var) in (observation.bn_stats or {}).items():
+        tensors[BN_MEAN_PREFIX + layer], tensors[BN_VAR_PREFIX + layer] = mean, var
+    return tensors
+
+
+class Record:
+    """A federation record as an attacker sees it: metadata, observed updates, broadcasts.
+
+    It has no access to the clients' private batches (see ``gradinv.fl.private``).
+    """
+
+    def __init__(self, root: str | Path) -> None:
+        self.path = Path(root)
+        self.meta = read_meta(self.path)
+        manifest = self.path / MANIFEST
+        self._entries: list[Entry] = []
+        self._complete: list[int] = []
+        self._accuracy: dict[int, float] = {}
+        self._states: dict[int, FileRef] = {}  # round -> state broadcast at its start
+        for number, (_, line) in enumerate(complete_lines(manifest), 1):
+            try:
+                self._add(line)
+            except (KeyError, TypeError, ValueError) as err:
+                raise GradinvError(f"{manifest} line {number} is malformed "
+                                   f"({type(err).__name__}: {err})") from None
+
+    def _add(self, line: dict) -> None:
+        if "round_complete" in line:
+            r = int(line["round_complete"])
+            self._complete.append(r)
+            if line.get("test_accuracy") is not None:  # a writer may not measure it
+                self._accuracy[r] = float(line["test_accuracy"])
+            self._states[r + 1] = FileRef(**line["state"])
+        else:
+            entry = Entry.from_json(line)
+            self._entries.append(entry)
+            self._states.setdefault(entry.round, entry.broadcast)
+
+    def entries(self) -> list[Entry]:
+        """Every observed update of the complete rounds, in the order they were recorded."""
+        return list(self._entries)
+
+    def rounds(self) -> list[int]:
+        """The complete rounds."""
+        return sorted(self._complete)
+
+    def test_accuracy(self) -> dict[int, float]:
+        """The global model's test accuracy after each complete round (where measured)."""
+        return dict(self._accuracy)
+
+    def state_file(self, round: int) -> FileRef:
+        """The file of the global state at the start of ``round`` (what the server broadcast);
+        one past the last complete round, the final model."""
+        if round not in self._states:
+            raise GradinvError(f"{self.path} holds no global state for round {round}")
+        return self._states[round]
+
+    def global_state(self, round: int) -> dict[str, torch.Tensor]:
+        """The global model state at the start of ``round``, in the model's key order."""
+        return self._in_model_order(self.state_file(round).load(self.path))
+
+    def entry(self, round: int, client: int) -> Entry:
+        """The manifest entry of ``client``'s update in ``round``."""
+        found = [e for e in self._entries if (e.round, e.client_id) == (round, client)]
+        if not found:
+            seen = sorted(e.client_id for e in self._entries if e.round == round)
+            where = (f"round {round} observed clients {', '.join(map(str, seen))}" if seen
+                     else f"complete rounds: {', '.join(map(str, self.rounds())) or 'none'}")
+            raise GradinvError(f"{self.path} has no update of client {client} in round {round} "
+                               f"({where})")
+        return found[0]
+
+    def observation(self, round: int, client: int) -> Observation:
+        """What the server observed of ``client`` in ``round``, as the threat model allows."""
+        entry = self.entry(round, client)
+        tensors = entry.update.load(self.path)
+        bn_layers = [n for n, _ in self._model.named_modules() if BN_MEAN_PREFIX + n in tensors]
+        threat = self.meta.threat
+        return Observation(
+            kind=self.meta.update,
+            tensors=self._in_model_order({k[len(UPDATE_PREFIX):]: v for k, v in tensors.items()
+                                          if k.startswith(UPDATE_PREFIX)}),
+            threat=threat,
+            labels=None if entry.labels is None else torch.tensor(entry.labels, dtype=torch.long),
+            num_images=entry.num_examples,
+            fedavg=entry.fedavg,
+            broadcast=self._in_model_order(entry.broadcast.load(self.path)),
+            bn_stats={n: (tensors[BN_MEAN_PREFIX + n], tensors[BN_VAR_PREFIX + n])
+                      for n in bn_layers} if threat.bn_stats_known else None,
+            round=round,
+            client_id=client,
+        )
+
+    def build_model(self) -> nn.Module:
+        """The recorded architecture (attacks take the weights from ``observation.broadcast``)."""
+        return self.meta.model.build()
+
+    @cached_property
+    def _model(self) -> nn.Module:
+        return self.build_model()
+
+    def _in_model_order(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """safetensors returns keys sorted by dtype and name; the model's order keeps sums over
+        layers (matching costs) identical to the live run's."""
+        return {k: tensors[k] for k in self._model.state_dict() if k in tensors}
+
+
+def open_record(path: str | Path) -> Record:
+    """Open a federation record for reading; one clear ``GradinvError`` if it is not one."""
+    return Record(path)

@@ -1,0 +1,122 @@
+"""Partitions, the simulated federation (learning, seeding, resuming) and round-aware attacks."""
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from gradinv import attacks
+from gradinv.data.partition import partition
+from gradinv.fl import FederationConfig, open_record, simulate
+from gradinv.types import GradinvError
+
+LABELS = torch.arange(10).repeat_interleave(50)  # 500 examples, 10 balanced classes
+
+
+def _skew(parts):
+    """Mean share of each client's most common class."""
+    return float(np.mean([np.bincount(LABELS[p].numpy()).max() / len(p) for p in parts]))
+
+
+@pytest.mark.parametrize("scheme", ["iid", "dirichlet", "classes"])
+def test_partition_is_seeded_disjoint_and_gives_everyone_data(scheme):
+    parts = partition(LABELS, 8, scheme=scheme, alpha=0.5, classes_per_client=3, seed=1)
+    assert len(parts) == 8 and all(len(p) >= 1 for p in parts)
+    used = np.concatenate(parts)
+    assert len(used) == len(set(used.tolist())) and used.max() < len(LABELS)
+    again = partition(LABELS, 8, scheme=scheme, alpha=0.5, classes_per_client=3, seed=1)
+    assert all(np.array_equal(a, b) for a, b in zip(parts, again))
+    other = partition(LABELS, 8, scheme=scheme, alpha=0.5, classes_per_client=3, seed=2)
+    assert not all(np.array_equal(a, b) for a, b in zip(parts, other))
+
+
+def test_iid_sizes_are_balanced_and_cover_the_data():
+    parts = partition(LABELS, 7, scheme="iid")
+    assert sorted(len(p) for p in parts) == [71] * 4 + [72] * 3
+
+
+def test_dirichlet_with_small_alpha_is_skewed():
+    iid = partition(LABELS, 5, scheme="iid", seed=0)
+    skewed = partition(LABELS, 5, scheme="dirichlet", alpha=0.05, seed=0)
+    assert _skew(iid) < 0.25 and _skew(skewed) > 0.45  # 5 clients, 10 classes: about 2 each
+
+
+def test_classes_partition_gives_k_classes_per_client():
+    parts = partition(LABELS, 6, scheme="classes", classes_per_client=2, seed=0)
+    assert [len(set(LABELS[p].tolist())) for p in parts] == [2] * 6
+
+
+def test_partition_without_data_for_every_client_is_refused():
+    with pytest.raises(GradinvError, match="without data"):
+        partition(LABELS[:5], 6, scheme="iid")
+    with pytest.raises(GradinvError, match="classes_per_client"):
+        partition(LABELS, 4, scheme="classes", classes_per_client=11)
+
+
+@pytest.mark.parametrize("change,field", [
+    ({"clients_per_round": 11}, "clients_per_round"), ({"rounds": 0}, "rounds"),
+    ({"server_lr": 0.0}, "server_lr"), ({"partition": "nope"}, "partition"),
+    ({"dataset": "digits"}, "dataset"), ({"model": "alexnet"}, "model"),
+    ({"alpha": float("nan")}, "alpha"), ({"store_private": "yes"}, "store_private"),
+])
+def test_config_errors_name_the_field(change, field):
+    with pytest.raises(GradinvError, match=field):
+        FederationConfig(**change)
+
+
+def _config(**change):
+    """4 clients on the embedded images at 16 px grey: a federation that runs in about a second."""
+    settings = dict(model="convnet", width=4, dataset="default", image_size=16, num_clients=4,
+                    clients_per_round=2, batch_size=4, rounds=4, server_lr=0.5, test_images=100)
+    return FederationConfig(**{**settings, **change})
+
+
+def test_federation_learns(tmp_path):
+    config = _config(clients_per_round=4, batch_size=32, rounds=6,
+                     store_private=False)
+    record = simulate(config, tmp_path / "rec", progress=False, log=lambda _: None)
+    accuracy = record.test_accuracy()
+    assert sorted(accuracy) == list(range(6))
+    assert accuracy[5] >= 0.25 and accuracy[5] > accuracy[0]  # chance is 0.1
+
+
+def _files(root):
+    return {p.relative_to(root).as_posix(): p.read_bytes()
+            for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_killed_run_leaves_complete_rounds_and_resumes_bit_identically(tmp_path):
+    config = _config()
+    quiet = {"progress": False, "log": lambda _: None}
+    simulate(config, tmp_path / "whole", **quiet)
+
+    def crash(observation, batch):
+        if observation.round == 2:
+            raise RuntimeError("client lost")
+
+    with pytest.raises(RuntimeError, match="client lost"):
+        simulate(config, tmp_path / "cut", on_update=crash, **quiet)
+    cut = open_record(tmp_path / "cut")
+    assert cut.rounds() == [0, 1] and {e.round for e in cut.entries()} == {0, 1}
+    resumed = simulate(config, tmp_path / "cut", **quiet)
+    assert resumed.rounds() == [0, 1, 2, 3]
+    assert _files(tmp_path / "cut") == _files(tmp_path / "whole")
+
+
+def test_resuming_with_other_settings_is_refused(tmp_path):
+    simulate(_config(rounds=1), tmp_path, progress=False, log=lambda _: None)
+    with pytest.raises(GradinvError, match="other settings.*server_lr"):
+        simulate(_config(rounds=1, server_lr=0.1), tmp_path, progress=False)
+
+
+def test_update_attacked_against_another_rounds_weights_matches_worse(tmp_path):
+    config = _config(model="lenet", batch_size=1, rounds=4)
+    record = simulate(config, tmp_path, progress=False, log=lambda _: None)
+    entry = next(e for e in record.entries() if e.round == 3)
+    observation = record.observation(3, entry.client_id)
+    stale = dataclasses.replace(observation, broadcast=record.global_state(0))
+    gi = attacks.create("gi", iterations=40, restarts=1)
+    cost = {name: gi.reconstruct(record.build_model(), obs, image_shape=(1, 16, 16), seed=0,
+                                 progress=False).matching_cost
+            for name, obs in (("own", observation), ("stale", stale))}
+    assert cost["own"] < 0.1 * cost["stale"], cost
