@@ -1,4 +1,4 @@
-"""The federation record: round trip, withheld fields, damage, the private split."""
+"""The federation record: round trip, withheld fields, damage, the private split, the CLI."""
 import json
 import shutil
 import subprocess
@@ -7,6 +7,7 @@ import sys
 import pytest
 import torch
 
+from gradinv.cli import main
 from gradinv.data import private_batch
 from gradinv.fl import RecordWriter, compute_update, observe, open_record
 from gradinv.fl.private import load_private_batch
@@ -134,3 +135,48 @@ def test_attack_path_cannot_reach_private_batches(tmp_path, default_data):
     subprocess.run([sys.executable, "-c", code], check=True)
     shutil.rmtree(tmp_path / "private")  # a record shared without its ground truth
     assert load_private_batch(tmp_path, 0, 3) is None
+
+
+def _simulate(capsys, record, *extra):
+    code = main(["fl", "simulate", "--record", str(record), "--model", "lenet", "--dataset",
+                 "default", "--image-size", "16", "--clients", "4", "--clients-per-round", "2",
+                 "--rounds", "2", "--batch-size", "2", "--test-images", "50", "--quiet", *extra])
+    return code, capsys.readouterr()
+
+
+def _attack(capsys, record, runs):
+    client = open_record(record).entries()[-1].client_id
+    code = main(["attack", "--record", str(record), "--round", "1", "--client", str(client),
+                 "--iterations", "5", "--restarts", "1", "--device", "cpu", "--out", str(runs),
+                 "--quiet"])
+    return code, capsys.readouterr()
+
+
+def test_cli_simulate_then_attack_a_recorded_update(tmp_path, capsys):
+    code, out = _simulate(capsys, tmp_path / "rec")
+    assert code == 0 and "round 1: test accuracy" in out.out and "record:" in out.out
+    code, out = _attack(capsys, tmp_path / "rec", tmp_path / "runs")
+    assert code == 0 and "mean PSNR" in out.out
+    (folder,) = (tmp_path / "runs").iterdir()
+    config = json.loads((folder / "config.json").read_text())
+    assert config["round"] == 1 and config["record_meta"]["model"]["name"] == "lenet"
+    assert len(json.loads((folder / "metrics.json").read_text())["gi"]["psnr"]) == 2
+
+
+def test_cli_attack_without_ground_truth_says_so(tmp_path, capsys):
+    code, _ = _simulate(capsys, tmp_path / "rec", "--no-store-private")
+    assert code == 0 and not (tmp_path / "rec" / "private").exists()
+    code, out = _attack(capsys, tmp_path / "rec", tmp_path / "runs")
+    assert code == 0 and "no ground truth" in out.out and "PSNR" not in out.out
+    (folder,) = (tmp_path / "runs").iterdir()
+    assert "psnr" not in json.loads((folder / "metrics.json").read_text())["gi"]
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--dataset", "digits"], "no separate train and test split"),
+    (["--clients-per-round", "11"], "1 <= clients_per_round <= 10"),
+])
+def test_cli_simulate_bad_input_gives_one_line(argv, message, tmp_path, capsys):
+    code = main(["fl", "simulate", "--record", str(tmp_path / "rec"), "--quiet", *argv])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1

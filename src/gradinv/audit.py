@@ -14,7 +14,8 @@ from .metrics import Scores, score
 from .models import available_models, build_model, default_init_scheme
 from .priors import load_prior
 from .report import Row, new_run_dir, write_run
-from .types import FedAvgConfig, GradinvError, Reconstruction, ThreatModel, UpdateKind
+from .types import (FedAvgConfig, GradinvError, Observation, PrivateBatch, Reconstruction,
+                    ThreatModel, UpdateKind)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -72,18 +73,19 @@ class AuditConfig:
 
 @dataclass(frozen=True)
 class Outcome:
-    """One attack's reconstruction and its scores against the ground truth."""
+    """One attack's reconstruction and its scores against the ground truth (None when there
+    is none, e.g. a recorded update whose private batch was not kept)."""
 
     reconstruction: Reconstruction
-    scores: Scores
+    scores: Scores | None
 
 
 @dataclass(frozen=True)
 class AuditResult:
-    """Every attack of the run (in order), the ground truth, and the run folder."""
+    """Every attack of the run (in order), the ground truth (if known), and the run folder."""
 
     outcomes: dict[str, Outcome]
-    truth: torch.Tensor
+    truth: torch.Tensor | None
     folder: Path | None
 
     @property
@@ -91,7 +93,7 @@ class AuditResult:
         return next(iter(self.outcomes.values())).reconstruction
 
     @property
-    def scores(self) -> Scores:
+    def scores(self) -> Scores | None:
         return next(iter(self.outcomes.values())).scores
 
 
@@ -104,20 +106,21 @@ def evaluate(reconstruction: Reconstruction, truth_images: torch.Tensor, truth_l
                  num_classes=num_classes)
 
 
-def attack_names(config: AuditConfig) -> list[str]:
-    """``config.attack`` is one name or a comma-separated list compared on the same update."""
-    names = [n.strip() for n in config.attack.split(",") if n.strip()]
+def attack_names(attack: str) -> list[str]:
+    """``attack`` is one name or a comma-separated list compared on the same update."""
+    names = [n.strip() for n in attack.split(",") if n.strip()]
     if not names or len(set(names)) != len(names):
-        raise GradinvError(f"bad attack list {config.attack!r}")
+        raise GradinvError(f"bad attack list {attack!r}")
     return names
 
 
-def build_attacks(config: AuditConfig) -> dict[str, attacks.Attack]:
+def build_attacks(attack: str, hyperparameters: dict,
+                  prior: PriorSpec | None = None) -> dict[str, attacks.Attack]:
     """Each attack gets the shared hyper-parameters it accepts (same budget for all)."""
-    hyper = dict(config.hyperparameters)
-    if config.prior is not None:
-        hyper["prior"] = load_prior(**asdict(config.prior))
-    names = attack_names(config)
+    hyper = dict(hyperparameters)
+    if prior is not None:
+        hyper["prior"] = load_prior(**asdict(prior))
+    names = attack_names(attack)
     accepted = {n: attacks.accepted_hyperparameters(n) for n in names}
     unused = [k for k in hyper if not any(k in a for a in accepted.values())]
     if unused:
@@ -130,7 +133,7 @@ def run_audit(config: AuditConfig, *, out: str | Path | None = "runs", progress:
               model: nn.Module | None = None) -> AuditResult:
     """Attack one client batch and write a run folder under ``out`` (unless ``out`` is None)."""
     device = resolve_device(config.device)
-    chosen = build_attacks(config)
+    chosen = build_attacks(config.attack, config.hyperparameters, config.prior)
     dataset = load_dataset(config.dataset, data_dir=config.data_dir, split=config.split,
                            image_size=config.image_size)
     batch = private_batch(dataset, config.batch_size, size=config.image_size,
@@ -144,25 +147,50 @@ def run_audit(config: AuditConfig, *, out: str | Path | None = "runs", progress:
     update = compute_update(model, batch, kind=config.update, fedavg=config.fedavg,
                             mode=config.threat.model_mode)
     observation = observe(update, config.threat)
-    shape = tuple(batch.images.shape[1:])
-    outcomes = {}
-    for name, attack in chosen.items():
-        rec = attack.reconstruct(model, observation, image_shape=shape, seed=config.seed,
-                                 device=device, progress=progress)
-        outcomes[name] = Outcome(rec, evaluate(rec, batch.images, batch.labels,
-                                               data_channels=dataset.channels,
-                                               num_classes=dataset.num_classes))
+    outcomes = run_attacks(chosen, model, observation, batch,
+                           image_shape=tuple(batch.images.shape[1:]),
+                           data_channels=dataset.channels, num_classes=dataset.num_classes,
+                           seed=config.seed, device=device, progress=progress)
     folder = None
     if out is not None:
-        folder = new_run_dir(out, f"{'-'.join(outcomes)}-{config.model}-{config.dataset}")
-        rows = [Row("ground truth", batch.images)] + [
-            Row(name, o.reconstruction.images[torch.tensor(o.scores.order)], o.scores.to_dict(),
-                o.reconstruction.loss_history) for name, o in outcomes.items()]
-        write_run(folder, config=asdict(config), rows=rows,
-                  title=f"gradinv: {', '.join(outcomes)} on {config.model}",
-                  metrics={name: {**o.scores.to_dict(), **_summary(o.reconstruction)}
-                           for name, o in outcomes.items()})
+        folder = write_report(out, f"{'-'.join(outcomes)}-{config.model}-{config.dataset}",
+                              config=asdict(config), truth=batch, outcomes=outcomes,
+                              title=f"gradinv: {', '.join(outcomes)} on {config.model}")
     return AuditResult(outcomes, batch.images, folder)
+
+
+def run_attacks(chosen: dict[str, attacks.Attack], model: nn.Module, observation: Observation,
+                truth: PrivateBatch | None, *, image_shape: tuple[int, ...], data_channels: int,
+                num_classes: int, seed: int, device: torch.device,
+                progress: bool) -> dict[str, Outcome]:
+    """Run every attack on the same observation; score each against ``truth`` when given."""
+    outcomes = {}
+    for name, attack in chosen.items():
+        rec = attack.reconstruct(model, observation, image_shape=image_shape, seed=seed,
+                                 device=device, progress=progress)
+        scores = None if truth is None else evaluate(
+            rec, truth.images, truth.labels, data_channels=data_channels, num_classes=num_classes)
+        outcomes[name] = Outcome(rec, scores)
+    return outcomes
+
+
+def write_report(out: str | Path, name: str, *, config: dict, truth: PrivateBatch | None,
+                 outcomes: dict[str, Outcome], title: str) -> Path:
+    """A new run folder under ``out``: ground-truth row (if known), one row per attack (matched
+    to the truth when scored), metrics.json and report.html."""
+    folder = new_run_dir(out, name)
+    rows = [] if truth is None else [Row("ground truth", truth.images)]
+    for label, o in outcomes.items():
+        images = o.reconstruction.images
+        if o.scores is not None:
+            images = images[torch.tensor(o.scores.order)]
+        rows.append(Row(label, images, None if o.scores is None else o.scores.to_dict(),
+                        o.reconstruction.loss_history))
+    write_run(folder, config=config, rows=rows,
+              title=title if truth is not None else f"{title} (no ground truth: not scored)",
+              metrics={label: {**(o.scores.to_dict() if o.scores else {}),
+                               **_summary(o.reconstruction)} for label, o in outcomes.items()})
+    return folder
 
 
 def _summary(reconstruction: Reconstruction) -> dict:

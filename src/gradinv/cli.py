@@ -9,7 +9,10 @@ from . import attacks
 from .attacks.gi import INITS
 from .audit import AuditConfig, AuditResult, PriorSpec, run_audit
 from .data import DATASETS
+from .data.partition import PARTITIONS
+from .fl.federation import FederationConfig, simulate
 from .models import INIT_SCHEMES, available_models
+from .record_audit import RecordAuditConfig, run_record_audit
 from .types import FedAvgConfig, GradinvError, ThreatModel
 
 HYPERPARAMETERS = ("iterations", "restarts", "lr", "tv", "cost", "top_k", "latent_iterations",
@@ -34,17 +37,12 @@ def _add_attack_arguments(p: argparse.ArgumentParser) -> None:
                    help="allow a batch to hold several images of one class")
     p.add_argument("--image-size", type=int, default=32)
     p.add_argument("--channels", type=int, default=3, help="the model's input channels")
-    p.add_argument("--update", default="fedsgd", choices=["fedsgd", "fedavg"])
-    p.add_argument("--local-lr", type=float, default=1e-2, help="FedAvg client learning rate")
-    p.add_argument("--local-batch-size", type=int, default=4, help="FedAvg client batch size")
-    p.add_argument("--local-epochs", type=int, default=1, help="FedAvg client epochs")
-    p.add_argument("--unknown-labels", action="store_true", help="the server does not know labels")
-    p.add_argument("--unknown-count", action="store_true",
-                   help="the server does not know how many images the client used")
-    p.add_argument("--bn-stats", action="store_true", help="the client leaks BatchNorm statistics")
-    p.add_argument("--unknown-hparams", action="store_true",
-                   help="the server does not know the client's local hyper-parameters")
-    p.add_argument("--mode", default="eval", choices=["eval", "train"], help="the model's mode")
+    _add_update_arguments(p)
+    _add_threat_arguments(p, mode="eval")
+    p.add_argument("--record", help="attack an update of this federation record (from "
+                   "'gradinv fl simulate') instead: model, weights and threat model come from it")
+    p.add_argument("--round", type=int, help="with --record: the round of the update")
+    p.add_argument("--client", type=int, help="with --record: the client of the update")
     p.add_argument("--iterations", type=int)
     p.add_argument("--restarts", type=int)
     p.add_argument("--lr", type=float, help="attack learning rate")
@@ -66,29 +64,72 @@ def _add_attack_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _add_update_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--update", default="fedsgd", choices=["fedsgd", "fedavg"])
+    p.add_argument("--local-lr", type=float, default=1e-2, help="FedAvg client learning rate")
+    p.add_argument("--local-batch-size", type=int, default=4, help="FedAvg client batch size")
+    p.add_argument("--local-epochs", type=int, default=1, help="FedAvg client epochs")
+
+
+def _add_threat_arguments(p: argparse.ArgumentParser, *, mode: str) -> None:
+    p.add_argument("--unknown-labels", action="store_true", help="the server does not know labels")
+    p.add_argument("--unknown-count", action="store_true",
+                   help="the server does not know how many images the client used")
+    p.add_argument("--bn-stats", action="store_true", help="the client leaks BatchNorm statistics")
+    p.add_argument("--unknown-hparams", action="store_true",
+                   help="the server does not know the client's local hyper-parameters")
+    p.add_argument("--mode", default=mode, choices=["eval", "train"], help="the model's mode")
+
+
+def _fedavg_from_args(args: argparse.Namespace) -> FedAvgConfig:
+    return FedAvgConfig(lr=args.local_lr, local_batch_size=args.local_batch_size,
+                        epochs=args.local_epochs)
+
+
+def _threat_from_args(args: argparse.Namespace) -> ThreatModel:
+    return ThreatModel(labels_known=not args.unknown_labels,
+                       num_images_known=not args.unknown_count, bn_stats_known=args.bn_stats,
+                       local_hparams_known=not args.unknown_hparams, model_mode=args.mode)
+
+
+def _hyperparameters(args: argparse.Namespace) -> dict:
+    return {k: getattr(args, k) for k in HYPERPARAMETERS if getattr(args, k) is not None}
+
+
+def _prior_from_args(args: argparse.Namespace) -> PriorSpec | None:
+    if args.prior is None:
+        return None
+    return PriorSpec(args.prior, args.prior_weights, args.latent_dim, tuple(args.output_range))
+
+
 def config_from_args(args: argparse.Namespace) -> AuditConfig:
-    hyper = {k: getattr(args, k) for k in HYPERPARAMETERS if getattr(args, k) is not None}
     return AuditConfig(
         attack=args.attack, model=args.model, width=args.width, init_scheme=args.init_scheme,
         dataset=args.dataset,
         data_dir=args.data_dir, split=args.split, batch_size=args.batch_size, offset=args.offset,
         distinct_labels=not args.allow_repeated_labels, image_size=args.image_size,
-        channels=args.channels, update=args.update,
-        fedavg=FedAvgConfig(lr=args.local_lr, local_batch_size=args.local_batch_size,
-                            epochs=args.local_epochs),
-        threat=ThreatModel(labels_known=not args.unknown_labels,
-                           num_images_known=not args.unknown_count,
-                           bn_stats_known=args.bn_stats,
-                           local_hparams_known=not args.unknown_hparams, model_mode=args.mode),
-        hyperparameters=hyper, seed=args.seed, device=args.device,
-        prior=None if args.prior is None else PriorSpec(
-            args.prior, args.prior_weights, args.latent_dim, tuple(args.output_range)),
+        channels=args.channels, update=args.update, fedavg=_fedavg_from_args(args),
+        threat=_threat_from_args(args), hyperparameters=_hyperparameters(args), seed=args.seed,
+        device=args.device, prior=_prior_from_args(args),
     )
+
+
+def record_config_from_args(args: argparse.Namespace) -> RecordAuditConfig:
+    if args.round is None or args.client is None:
+        raise GradinvError("--record needs --round and --client (the update to attack)")
+    return RecordAuditConfig(record=args.record, round=args.round, client=args.client,
+                             attack=args.attack, hyperparameters=_hyperparameters(args),
+                             prior=_prior_from_args(args), seed=args.seed, device=args.device)
 
 
 def _print_result(result: AuditResult) -> None:
     for name, outcome in result.outcomes.items():
         s = outcome.scores
+        if s is None:
+            rec = outcome.reconstruction
+            print(f"{name}: matching cost {rec.matching_cost:.4g}, labels {rec.labels.tolist()}; "
+                  "no ground truth in the record, so nothing is scored")
+            continue
         print(f"{name}: mean PSNR {s.mean_psnr:.2f} dB, mean SSIM {s.mean_ssim:.3f}, best PSNR "
               f"{s.best_psnr:.2f} dB, label accuracy {s.label_accuracy:.2f}, matching cost "
               f"{outcome.reconstruction.matching_cost:.4g}")
@@ -97,7 +138,12 @@ def _print_result(result: AuditResult) -> None:
 
 
 def cmd_attack(args: argparse.Namespace) -> None:
-    _print_result(run_audit(config_from_args(args), out=args.out, progress=not args.quiet))
+    if args.record is not None:
+        result = run_record_audit(record_config_from_args(args), out=args.out,
+                                  progress=not args.quiet)
+    else:
+        result = run_audit(config_from_args(args), out=args.out, progress=not args.quiet)
+    _print_result(result)
 
 
 def cmd_list(args: argparse.Namespace) -> None:
@@ -116,6 +162,64 @@ def cmd_demo(args: argparse.Namespace) -> None:
                                           "restarts": args.restarts},
                          seed=args.seed, device=args.device)
     _print_result(run_audit(config, out=args.out, progress=not args.quiet))
+
+
+def cmd_fl_simulate(args: argparse.Namespace) -> None:
+    config = FederationConfig(
+        model=args.model, width=args.width, init_scheme=args.init_scheme, dataset=args.dataset,
+        data_dir=args.data_dir, image_size=args.image_size, channels=args.channels,
+        num_clients=args.clients, partition=args.partition, alpha=args.alpha,
+        classes_per_client=args.classes_per_client, clients_per_round=args.clients_per_round,
+        rounds=args.rounds, update=args.update, batch_size=args.batch_size,
+        fedavg=_fedavg_from_args(args), server_lr=args.server_lr,
+        threat=_threat_from_args(args), test_images=args.test_images,
+        store_private=args.store_private, seed=args.seed)
+    record = simulate(config, args.record, progress=not args.quiet)
+    print(f"record: {record.path} ({len(record.rounds())} rounds, "
+          f"{len(record.entries())} observed updates)")
+    print(f"attack one: gradinv attack --record {record.path} --round R --client C")
+
+
+def _add_fl_parser(sub) -> None:
+    fl = sub.add_parser("fl", help="simulated federations and their records").add_subparsers(
+        dest="fl_command", required=True)
+    p = fl.add_parser("simulate", help="train a federation and record every update the server "
+                      "observes (resumes an unfinished record of the same settings)")
+    d = FederationConfig()
+    p.add_argument("--record", required=True, help="folder of the record (created or resumed)")
+    p.add_argument("--model", default=d.model, help=f"one of {', '.join(available_models())}")
+    p.add_argument("--width", type=int, default=d.width, help="model width (convnet, resnet18)")
+    p.add_argument("--init-scheme", choices=sorted(INIT_SCHEMES))
+    p.add_argument("--dataset", default=d.dataset,
+                   help="a dataset with train and test splits: default (embedded), fashion-mnist, "
+                   "mnist, cifar10, cifar100 (clients train on train, accuracy is measured on "
+                   "test)")
+    p.add_argument("--data-dir", help="folder holding the dataset's files")
+    p.add_argument("--image-size", type=int, default=d.image_size)
+    p.add_argument("--channels", type=int, default=d.channels, help="the model's input channels")
+    p.add_argument("--clients", type=int, default=d.num_clients, help="number of clients")
+    p.add_argument("--partition", default=d.partition, choices=PARTITIONS,
+                   help="how the train split is divided between clients")
+    p.add_argument("--alpha", type=float, default=d.alpha,
+                   help="dirichlet partition: concentration (small: few classes per client)")
+    p.add_argument("--classes-per-client", type=int, default=d.classes_per_client,
+                   help="classes partition: classes each client holds")
+    p.add_argument("--clients-per-round", type=int, default=d.clients_per_round)
+    p.add_argument("--rounds", type=int, default=d.rounds)
+    p.add_argument("--batch-size", type=int, default=d.batch_size,
+                   help="images a client draws from its data each round (its private batch)")
+    p.add_argument("--server-lr", type=float, default=d.server_lr,
+                   help="FedSGD: the server's step size on the mean gradient")
+    p.add_argument("--test-images", type=int, default=d.test_images,
+                   help="test images the global model is scored on after every round")
+    p.add_argument("--store-private", action=argparse.BooleanOptionalAction,
+                   default=d.store_private, help="keep the clients' private batches in the "
+                   "record's private/ folder (ground truth for scoring attacks)")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_update_arguments(p)
+    _add_threat_arguments(p, mode=d.threat.model_mode)
+    p.set_defaults(run=cmd_fl_simulate)
 
 
 def cmd_prior_train(args: argparse.Namespace) -> None:
@@ -164,6 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--device", default="auto")
     demo.add_argument("--quiet", action="store_true")
     demo.set_defaults(run=cmd_demo)
+    _add_fl_parser(sub)
     _add_prior_parser(sub)
     return parser
 

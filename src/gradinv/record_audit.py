@@ -1,0 +1,55 @@
+"""Attack one update of a federation record, the way the server could at that round.
+
+The attack gets the record's architecture and the observation (with that round's broadcast
+weights); the client's private batch, when the record keeps it, is read separately and used
+only to score the reconstruction.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .audit import (AuditResult, PriorSpec, build_attacks, resolve_device, run_attacks,
+                    write_report)
+from .fl.private import load_private_batch
+from .fl.record import open_record
+
+
+@dataclass(frozen=True)
+class RecordAuditConfig:
+    """Which recorded update to attack, and with what; saved in the run folder."""
+
+    record: str
+    round: int
+    client: int
+    attack: str = "gi"
+    hyperparameters: dict = field(default_factory=dict)
+    prior: PriorSpec | None = None
+    seed: int = 0
+    device: str = "auto"
+
+
+def run_record_audit(config: RecordAuditConfig, *, out: str | Path | None = "runs",
+                     progress: bool = True) -> AuditResult:
+    """Attack client ``config.client``'s update of round ``config.round``; scores are None
+    when the record holds no private batch for it."""
+    device = resolve_device(config.device)
+    chosen = build_attacks(config.attack, config.hyperparameters, config.prior)
+    record = open_record(config.record)
+    observation = record.observation(config.round, config.client)
+    truth = load_private_batch(config.record, config.round, config.client)
+    spec = record.meta.model
+    outcomes = run_attacks(chosen, record.build_model(), observation, truth,
+                           image_shape=(spec.channels, spec.image_size, spec.image_size),
+                           data_channels=record.meta.data_channels,
+                           num_classes=spec.num_classes, seed=config.seed, device=device,
+                           progress=progress)
+    folder = None
+    if out is not None:
+        name = f"{'-'.join(outcomes)}-{spec.name}-round{config.round}-client{config.client}"
+        folder = write_report(out, name, config={**asdict(config), "record_meta":
+                                                 record.meta.to_json()},
+                              truth=truth, outcomes=outcomes,
+                              title=f"gradinv: {', '.join(outcomes)} on round {config.round}, "
+                                    f"client {config.client} of {config.record}")
+    return AuditResult(outcomes, None if truth is None else truth.images, folder)
