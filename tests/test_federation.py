@@ -98,6 +98,8 @@ def test_killed_run_leaves_complete_rounds_and_resumes_bit_identically(tmp_path)
         simulate(config, tmp_path / "cut", on_update=crash, **quiet)
     cut = open_record(tmp_path / "cut")
     assert cut.rounds() == [0, 1] and {e.round for e in cut.entries()} == {0, 1}
+    assert len(list((tmp_path / "cut" / "updates").iterdir())) == 5  # round 2's first update
+    (tmp_path / "cut" / "updates" / "half-written.safetensors.tmp").write_bytes(b"x")  # a kill
     resumed = simulate(config, tmp_path / "cut", **quiet)
     assert resumed.rounds() == [0, 1, 2, 3]
     assert _files(tmp_path / "cut") == _files(tmp_path / "whole")

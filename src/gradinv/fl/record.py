@@ -41,6 +41,7 @@ PRIVATE_DIR = "private"
 PRIVATE_MANIFEST = f"{PRIVATE_DIR}/manifest.jsonl"
 UPDATE_PREFIX = "update/"
 BN_MEAN_PREFIX, BN_VAR_PREFIX = "bn_mean/", "bn_var/"
+TMP_SUFFIX = ".tmp"
 
 
 def round_file(round: int) -> str:
@@ -60,14 +61,18 @@ def sha256(data: bytes) -> str:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary name, then rename: a crash never leaves a half-written file."""
+    """Write to a temporary name (``*.tmp``), then rename: a crash never leaves a half-written
+    file under the real name."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    tmp = path.with_name(path.name + TMP_SUFFIX)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)

@@ -16,9 +16,9 @@ import torch
 from safetensors.torch import save as save_safetensors
 
 from ..types import GradinvError, Observation, PrivateBatch
-from .record import (MANIFEST, META_FILE, PRIVATE_MANIFEST, Entry, FileRef, RecordMeta,
-                     complete_lines, open_record, private_file, read_jsonl, round_file, sha256,
-                     update_file, update_tensors, write_atomic)
+from .record import (MANIFEST, META_FILE, PRIVATE_MANIFEST, TMP_SUFFIX, Entry, FileRef,
+                     RecordMeta, complete_lines, open_record, private_file, read_jsonl,
+                     round_file, sha256, update_file, update_tensors, write_atomic)
 
 
 class RecordWriter:
@@ -55,6 +55,8 @@ class RecordWriter:
             self.next_round = record.rounds()[-1] + 1
             self._states[self.next_round] = record.state_file(self.next_round)
             self.resume_state = record.global_state(self.next_round)
+        for stray in self.root.rglob(f"*{TMP_SUFFIX}"):  # left by a process that was killed
+            stray.unlink()
         kept = complete_lines(self.root / MANIFEST)
         write_atomic(self.root / MANIFEST, "".join(text + "\n" for text, _ in kept).encode())
         if self.meta.private:
