@@ -45,9 +45,10 @@ def check_bool(name: str, value: object, *, where: str = "") -> None:
 
 
 def check_choice(name: str, value: object, choices: Collection[str], *, where: str = "") -> None:
+    """One of ``choices`` (strings); anything else, unhashable values included, is refused."""
     if not isinstance(value, str) or value not in choices:
-        raise GradinvError(f"{_prefix(where)}{name} must be one of "
-                           f"{', '.join(map(repr, choices))}, not {_show(value)}")
+        raise GradinvError(f"{_prefix(where)}unknown {name} {_show(value)}; choose one of "
+                           f"{', '.join(map(repr, choices))}")
 
 
 def one_line(err: BaseException) -> str:

@@ -5,15 +5,18 @@ import inspect
 from collections.abc import Callable
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from functools import partial
 from typing import ClassVar
 
 import torch
 from torch import nn
 
+from ..checks import check_bool, check_choice, check_float, check_int
 from ..fl.functional import FunctionalModel, Params
+from ..models.layers import BatchNorm2d
 from ..types import FedAvgConfig, GradinvError, Observation, Reconstruction
 from .labels import estimate_num_images, infer_labels
-from .objectives import COSTS, top_k_layers
+from .objectives import COSTS, BNStats, bn_statistics_distance, top_k_layers
 
 
 @dataclass
@@ -30,6 +33,7 @@ class Target:
     labels: torch.Tensor | None
     labels_inferred: bool
     fedavg: FedAvgConfig | None
+    bn_stats: BNStats | None = None
 
     def simulate(self, images: torch.Tensor, labels: torch.Tensor) -> Params:
         if self.fedavg is None:
@@ -42,6 +46,15 @@ class Target:
         names = top_k_layers(self.observed, top_k)
         distance = COSTS[cost]
         return lambda images, labels: distance(self.simulate(images, labels), self.observed, names)
+
+    def bn_prior(self, images: torch.Tensor, weight: float) -> torch.Tensor | float:
+        """``weight`` times the distance between the candidates' BatchNorm input statistics and
+        the client's (``bn_statistics_distance``); 0 when the threat model withholds them, so
+        an attack without them computes exactly what it did before."""
+        if not self.bn_stats or not weight:
+            return 0.0
+        state = (self.model.params, self.model.buffers)
+        return weight * bn_statistics_distance(self.model.module, state, images, self.bn_stats)
 
 
 def prepare_target(
@@ -77,15 +90,54 @@ def prepare_target(
         labels=None if labels is None else labels.to(device),
         labels_inferred=inferred,
         fedavg=fedavg if observation.kind == "fedavg" else None,
+        bn_stats=_bn_stats_for(fmodel.module, observation, device),
     )
 
 
-def check_common(iterations: int, restarts: int, lr: float, cost: str) -> None:
-    """Validate the hyper-parameters every optimisation attack shares."""
-    if iterations < 1 or restarts < 1 or lr <= 0:
-        raise GradinvError("iterations and restarts must be >= 1 and lr > 0")
-    if cost not in COSTS:
-        raise GradinvError(f"unknown cost {cost!r}; choose one of {', '.join(COSTS)}")
+def _bn_stats_for(model: nn.Module, observation: Observation, device: torch.device
+                  ) -> BNStats | None:
+    """The observed BatchNorm statistics on ``device``, checked against the model's layers."""
+    if observation.bn_stats is None:
+        return None
+    layers = {n: m for n, m in model.named_modules() if isinstance(m, BatchNorm2d)}
+    for name, stats in observation.bn_stats.items():
+        fits = (name in layers and len(stats) == 2
+                and all(s.shape == (layers[name].num_features,) for s in stats))
+        if not fits:
+            raise GradinvError(f"the observed BatchNorm statistics of layer {name!r} do not match "
+                               "the model")
+    return {n: (mean.to(device), var.to(device)) for n, (mean, var) in observation.bn_stats.items()}
+
+
+# The rule for every attack hyper-parameter, by name: a constructor hands over its arguments and
+# each one with a rule is checked, so the same setting is validated the same way everywhere.
+HYPERPARAMETER_RULES: dict[str, Callable[..., None]] = {
+    "iterations": partial(check_int, low=1),
+    "latent_iterations": partial(check_int, low=1, optional=True),
+    "restarts": partial(check_int, low=1),
+    "lr": partial(check_float, low=0, low_open=True),
+    "latent_lr": partial(check_float, low=0, low_open=True),
+    "tv": partial(check_float, low=0),
+    "latent_tv": partial(check_float, low=0),
+    "latent_norm": partial(check_float, low=0),
+    "distance": partial(check_float, low=0),
+    "bn_stats": partial(check_float, low=0),
+    "top_k": partial(check_int, low=1, optional=True),
+    "cost": partial(check_choice, choices=tuple(COSTS)),
+    "signed": check_bool,
+    "latent_signed": check_bool,
+    "batched": check_bool,
+}
+
+
+def check_hyperparameters(attack: str, arguments: dict[str, object]) -> None:
+    """Validate an attack's constructor ``arguments`` (its ``locals()``): type, finiteness and
+    range of every number, switches that are bools, known cost names; the error names the
+    attack and the parameter."""
+    for name, value in arguments.items():
+        rule = HYPERPARAMETER_RULES.get(name)
+        if rule is not None:
+            rule(name, value, where=attack)
 
 
 def pick_winner(target: Target, images: torch.Tensor, costs: torch.Tensor, history: list[float],

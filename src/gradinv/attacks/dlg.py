@@ -14,7 +14,7 @@ from torch.func import grad_and_value
 
 from ..progress import Progress
 from ..types import Observation, Reconstruction
-from .base import (Attack, Target, check_common, pick_winner, prepare_target, register,
+from .base import (Attack, Target, check_hyperparameters, pick_winner, prepare_target, register,
                    restart_generator)
 
 
@@ -26,7 +26,7 @@ class DLG(Attack):
 
     def __init__(self, *, iterations: int = 100, lr: float = 1.0, restarts: int = 1,
                  cost: str = "l2", top_k: int | None = None) -> None:
-        check_common(iterations, restarts, lr, cost)
+        check_hyperparameters(self.name, locals())
         self.iterations, self.lr, self.restarts = iterations, lr, restarts
         self.cost, self.top_k = cost, top_k
 

@@ -9,15 +9,17 @@ mid-grey inside the valid range; ``init="noise"`` is the official code's N(0, 1)
 benchmark both end at the same PSNR (22.2 dB at 2,000 iterations, benchmarks/RESULTS.md).
 Needs: the model, the update, the number of images (or it is estimated) and the labels (or they
 are inferred from the last layer). Works on FedSGD gradients and FedAvg deltas (the
-local steps are unrolled differentiably).
+local steps are unrolled differentiably). When the threat model grants the client's BatchNorm
+statistics, ``bn_stats`` weighs the BN prior of Yin et al. (CVPR 2021, ``Target.bn_prior``).
 """
 from __future__ import annotations
 
 import torch
 from torch import nn
 
-from ..types import GradinvError, Observation, Reconstruction
-from .base import (Attack, check_common, pick_winner, prepare_target, register,
+from ..checks import check_choice
+from ..types import Observation, Reconstruction
+from .base import (Attack, check_hyperparameters, pick_winner, prepare_target, register,
                    restart_generator)
 from .objectives import total_variation
 from ..optim import optimise_restarts
@@ -35,13 +37,14 @@ class GI(Attack):
     summary = "Geiping et al. 2020: pixels, cosine cost, TV prior, signed Adam, batched restarts"
 
     def __init__(self, *, iterations: int = 4800, lr: float = 0.1, restarts: int = 4,
-                 tv: float = 1e-4, cost: str = "cosine", top_k: int | None = None,
-                 signed: bool = True, init: str = "grey", batched: bool = True) -> None:
-        check_common(iterations, restarts, lr, cost)
-        if init not in INITS:
-            raise GradinvError(f"unknown init {init!r}; choose one of {', '.join(INITS)}")
+                 tv: float = 1e-4, bn_stats: float = 1e-2, cost: str = "cosine",
+                 top_k: int | None = None, signed: bool = True, init: str = "grey",
+                 batched: bool = True) -> None:
+        check_hyperparameters(self.name, locals())
+        check_choice("init", init, INITS, where=self.name)
         self.init = init
         self.iterations, self.lr, self.restarts, self.tv = iterations, lr, restarts, tv
+        self.bn_stats = bn_stats
         self.cost, self.top_k, self.signed, self.batched = cost, top_k, signed, batched
 
     def reconstruct(self, model: nn.Module, observation: Observation, *,
@@ -54,7 +57,8 @@ class GI(Attack):
         def cost_fn(v, _fixed):
             images = v["images"]
             matching = match(images, target.labels)
-            return matching + self.tv * total_variation(images), matching
+            prior = self.tv * total_variation(images) + target.bn_prior(images, self.bn_stats)
+            return matching + prior, matching
 
         shape = (target.num_images, *image_shape)
         init = torch.stack([INITS[self.init](torch.randn(shape, generator=restart_generator(seed, r)))

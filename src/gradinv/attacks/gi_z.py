@@ -5,6 +5,7 @@ Images are G(z) for a frozen pretrained generator G; the latent codes z of all i
 restarts are optimised together (restarts batched with vmap) to match the observed update with
 the same cost, schedule and label handling as GI. Needs: the model, the update, the number of
 images (or an estimate), labels (or inferred) and a generator trained on similar data.
+``bn_stats`` weighs the BatchNorm-statistics prior when the threat model grants them (as in GI).
 """
 from __future__ import annotations
 
@@ -12,15 +13,21 @@ import torch
 from torch import nn
 
 from ..priors import Prior, load_prior
-from ..types import Observation, Reconstruction
-from .base import (Attack, Target, check_common, pick_winner, prepare_target, register,
+from ..types import GradinvError, Observation, Reconstruction
+from .base import (Attack, Target, check_hyperparameters, pick_winner, prepare_target, register,
                    restart_generator)
 from .objectives import total_variation
 from ..optim import OptimisationResult, optimise_restarts
 
 
-def resolve_prior(prior: Prior | str) -> Prior:
-    return prior if isinstance(prior, Prior) else load_prior(prior)
+def resolve_prior(prior: Prior | str, attack: str) -> Prior:
+    """A ``Prior`` as given, or loaded by name (see ``gradinv.priors.load_prior``)."""
+    if isinstance(prior, Prior):
+        return prior
+    if not isinstance(prior, str):
+        raise GradinvError(f"{attack}: prior must be a gradinv.priors.Prior or a prior name, not "
+                           f"a {type(prior).__name__}")
+    return load_prior(prior)
 
 
 @register
@@ -30,11 +37,12 @@ class GIz(Attack):
 
     def __init__(self, *, prior: Prior | str = "fashion-mnist", iterations: int = 2000,
                  lr: float = 3e-2, restarts: int = 4, tv: float = 1e-4, latent_norm: float = 0.0,
-                 cost: str = "cosine", top_k: int | None = None, signed: bool = False,
-                 batched: bool = True) -> None:
-        check_common(iterations, restarts, lr, cost)
-        self.prior = resolve_prior(prior)
+                 bn_stats: float = 1e-2, cost: str = "cosine", top_k: int | None = None,
+                 signed: bool = False, batched: bool = True) -> None:
+        check_hyperparameters(self.name, locals())
+        self.prior = resolve_prior(prior, self.name)
         self.iterations, self.lr, self.restarts, self.tv = iterations, lr, restarts, tv
+        self.bn_stats = bn_stats
         self.latent_norm, self.cost, self.top_k = latent_norm, cost, top_k
         self.signed, self.batched = signed, batched
 
@@ -56,7 +64,8 @@ class GIz(Attack):
         def cost_fn(v, _fixed):
             images = self.prior.render(v["z"], image_shape)
             matching = match(images, target.labels)
-            prior = self.tv * total_variation(images) + self.latent_norm * v["z"].norm(dim=-1).mean()
+            prior = (self.tv * total_variation(images) + target.bn_prior(images, self.bn_stats)
+                     + self.latent_norm * v["z"].norm(dim=-1).mean())
             return matching + prior, matching
 
         init = torch.stack([

@@ -7,7 +7,8 @@ whole batch: the prior guides the search but no longer cages it. The copies of a
 all restarts are stacked along leading dimensions and evaluated with ``functional_call`` under
 ``vmap`` (one batched computation; memory ~ images x restarts x generator size). An optional L2
 penalty keeps the copies near the pretrained weights (off by default, as in the paper, where the
-small learning rate is the only leash). Needs what GI-z needs.
+small learning rate is the only leash). Needs what GI-z needs. ``bn_stats`` weighs the
+BatchNorm-statistics prior in both stages when the threat model grants them (as in GI).
 
 Learning rate of the generator stage: the paper uses 1e-3 for StyleGAN2, whose equalised-lr
 weights are O(1). A DCGAN's weights are ~50x smaller, so the same Adam step moves them ~50x
@@ -23,7 +24,7 @@ from torch.func import functional_call, vmap
 from ..optim import OptimisationResult, optimise_restarts
 from ..priors import Prior
 from ..types import GradinvError, Observation, Reconstruction
-from .base import Attack, Target, check_common, pick_winner, prepare_target, register
+from .base import Attack, Target, check_hyperparameters, pick_winner, prepare_target, register
 from .gi_z import GIz, resolve_prior
 from .objectives import total_variation
 
@@ -36,19 +37,23 @@ class GIAS(Attack):
     def __init__(self, *, prior: Prior | str = "fashion-mnist", iterations: int = 2000,
                  latent_iterations: int | None = None, lr: float = 1e-4, latent_lr: float = 3e-2,
                  restarts: int = 4, tv: float = 1e-6, latent_tv: float = 1e-4,
-                 latent_norm: float = 0.0, distance: float = 0.0, cost: str = "cosine",
-                 top_k: int | None = None, signed: bool = False, latent_signed: bool = False,
-                 batched: bool = True) -> None:
-        check_common(iterations, restarts, lr, cost)
-        latent_iterations = iterations * 7 // 20 if latent_iterations is None else latent_iterations
-        if not 0 < latent_iterations < iterations:
-            raise GradinvError("GIAS needs 0 < latent_iterations < iterations (the total budget)")
-        self.prior = resolve_prior(prior)
+                 latent_norm: float = 0.0, distance: float = 0.0, bn_stats: float = 1e-2,
+                 cost: str = "cosine", top_k: int | None = None, signed: bool = False,
+                 latent_signed: bool = False, batched: bool = True) -> None:
+        check_hyperparameters(self.name, locals())
+        if latent_iterations is None:
+            latent_iterations = max(1, iterations * 7 // 20)
+        if latent_iterations >= iterations:
+            raise GradinvError(f"gias: latent_iterations ({latent_iterations}) must be less than "
+                               f"iterations ({iterations}), the budget of both stages together")
+        self.prior = resolve_prior(prior, self.name)
         self.latent_search = GIz(prior=self.prior, iterations=latent_iterations, lr=latent_lr,
                                  restarts=restarts, tv=latent_tv, latent_norm=latent_norm,
-                                 cost=cost, top_k=top_k, signed=latent_signed, batched=batched)
+                                 bn_stats=bn_stats, cost=cost, top_k=top_k, signed=latent_signed,
+                                 batched=batched)
         self.iterations = iterations - latent_iterations
         self.lr, self.restarts, self.tv, self.distance = lr, restarts, tv, distance
+        self.bn_stats = bn_stats
         self.cost, self.top_k, self.signed, self.batched = cost, top_k, signed, batched
 
     def reconstruct(self, model: nn.Module, observation: Observation, *,
@@ -60,7 +65,7 @@ class GIAS(Attack):
         z = stage1.variables["z"]
         stage2 = adapt_generator(
             self.prior, target, z, image_shape, iterations=self.iterations, lr=self.lr,
-            tv=self.tv, distance=self.distance, cost=self.cost, top_k=self.top_k,
+            tv=self.tv, distance=self.distance, bn=self.bn_stats, cost=self.cost, top_k=self.top_k,
             signed=self.signed, per_image=True, batched=self.batched, label=self.name,
             progress=progress)
         buffers = {k: v.detach() for k, v in self.prior.generator.named_buffers()}
@@ -85,6 +90,7 @@ def adapt_generator(
     lr: float,
     tv: float = 1e-6,
     distance: float = 0.0,
+    bn: float = 0.0,
     cost: str = "cosine",
     top_k: int | None = None,
     signed: bool = False,
@@ -98,7 +104,8 @@ def adapt_generator(
 
     ``per_image=True`` gives every image its own copy (GIAS); ``False`` gives each restart one
     copy shared by its images (GIML's adaptation step). The result's variables are the copies,
-    shaped (restarts, images or 1, *parameter shape).
+    shaped (restarts, images or 1, *parameter shape). ``bn`` weighs the BatchNorm-statistics
+    prior (``Target.bn_prior``; no effect when the statistics were not observed).
     """
     gen = prior.generator
     pretrained = {k: v.detach() for k, v in gen.named_parameters()}
@@ -109,7 +116,7 @@ def adapt_generator(
         raw = render_copies(gen, v, buffers, fixed["z"], batched=batched)
         images = prior.to_model_input(raw, image_shape[-1], image_shape[0])
         matching = match(images, target.labels)
-        total = matching + tv * total_variation(images)
+        total = matching + tv * total_variation(images) + target.bn_prior(images, bn)
         if distance:
             total = total + distance * sum((v[k] - pretrained[k]).pow(2).sum() for k in v)
         return total, matching

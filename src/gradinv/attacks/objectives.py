@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import torch
+from torch import nn
+from torch.func import functional_call
 
 Params = dict[str, torch.Tensor]
+BNStats = dict[str, tuple[torch.Tensor, torch.Tensor]]
 
 
 def cosine_cost(pred: Params, target: Params, names: list[str]) -> torch.Tensor:
@@ -37,3 +40,32 @@ def total_variation(images: torch.Tensor) -> torch.Tensor:
     dx = (images[..., :, 1:] - images[..., :, :-1]).abs().mean()
     dy = (images[..., 1:, :] - images[..., :-1, :]).abs().mean()
     return dx + dy
+
+
+def bn_statistics_distance(module: nn.Module, state: tuple[Params, Params], images: torch.Tensor,
+                           observed: BNStats) -> torch.Tensor:
+    """sum over BatchNorm layers l of |mean_l(x) - mu_l|_2 + |var_l(x) - sigma2_l|_2, where
+    mean_l / var_l (biased) are the per-channel statistics of the input of layer l when the
+    candidate ``images`` run through ``module`` with ``state`` (parameters, buffers), and
+    (mu_l, sigma2_l) the client's observed ones: the BN prior of Yin et al. (CVPR 2021).
+
+    The statistics are recorded by pre-hooks during one ``functional_call`` and used within the
+    same call, so this works inside ``vmap`` over restarts and under ``grad``.
+    """
+    seen: BNStats = {}
+
+    def recorder(name: str):
+        def record(_module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+            x = inputs[0]
+            seen[name] = (x.mean(dim=(0, 2, 3)), x.var(dim=(0, 2, 3), unbiased=False))
+        return record
+
+    layers = dict(module.named_modules())
+    handles = [layers[name].register_forward_pre_hook(recorder(name)) for name in observed]
+    try:
+        functional_call(module, state, (images,))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return sum((seen[n][0] - mean).norm() + (seen[n][1] - var).norm()
+               for n, (mean, var) in observed.items())
