@@ -97,3 +97,32 @@ def test_resume_refuses_other_settings(observed, tmp_path):
 def test_bad_settings_are_refused(bad):
     with pytest.raises(GradinvError, match="GIML"):
         GIMLConfig(**bad)
+
+
+def test_cli_learns_from_a_record_without_reading_private_batches(tmp_path, capsys):
+    """fl simulate -> prior learn -> attack with the learned prior; deleting the record's
+    private part does not change what GIML learns (it only reads the observed updates)."""
+    import shutil
+
+    from gradinv.cli import main
+
+    record = tmp_path / "record"
+    assert main(["fl", "simulate", "--record", str(record), "--model", "lenet", "--image-size",
+                 "16", "--rounds", "2", "--clients", "4", "--clients-per-round", "2",
+                 "--batch-size", "2", "--quiet"]) == 0
+    learn = ["prior", "learn", "--record", str(record), "--width", "8", "--latent-dim", "16",
+             "--latent-iterations", "3", "--adapt-iterations", "3", "--steps", "3", "--quiet"]
+    assert main(learn + ["--out", str(tmp_path / "a")]) == 0
+    shutil.rmtree(record / "private")
+    assert main(learn + ["--out", str(tmp_path / "b")]) == 0
+    a = torch.load(tmp_path / "a" / "generator.pt", weights_only=True)["state_dict"]
+    b = torch.load(tmp_path / "b" / "generator.pt", weights_only=True)["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    capsys.readouterr()
+    assert main(["attack", "--record", str(record), "--round", "1", "--client",
+                 str(json.loads((record / "manifest.jsonl").read_text().splitlines()[-2])
+                     ["client_id"]),
+                 "--attack", "gias", "--prior", str(tmp_path / "a" / "generator.pt"),
+                 "--iterations", "4", "--restarts", "1", "--out", str(tmp_path / "runs"),
+                 "--quiet"]) == 0
+    assert "no ground truth" in capsys.readouterr().out  # the private part was removed

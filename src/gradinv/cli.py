@@ -4,14 +4,17 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from dataclasses import fields
 
 from . import attacks
 from .attacks.gi import INITS
-from .audit import AuditConfig, AuditResult, PriorSpec, run_audit
+from .audit import AuditConfig, AuditResult, PriorSpec, resolve_device, run_audit
 from .data import DATASETS
 from .data.partition import PARTITIONS
 from .fl.federation import FederationConfig, simulate
+from .fl.record import open_record
 from .models import INIT_SCHEMES, available_models
+from .priors.giml import GIMLConfig, learn_prior
 from .record_audit import RecordAuditConfig, run_record_audit
 from .types import FedAvgConfig, GradinvError, ThreatModel
 
@@ -232,6 +235,25 @@ def cmd_prior_train(args: argparse.Namespace) -> None:
     print(f"generator: {path}")
 
 
+def cmd_prior_learn(args: argparse.Namespace) -> None:
+    record = open_record(args.record)
+    config = GIMLConfig(**{f.name: getattr(args, f.name) for f in fields(GIMLConfig)
+                           if getattr(args, f.name) is not None})
+    spec = record.meta.model
+    path = learn_prior(record.build_model(), record.observations(),
+                       (spec.channels, spec.image_size, spec.image_size), config, args.out,
+                       device=resolve_device(args.device), progress=not args.quiet)
+    print(f"generator: {path} (use it with --prior {path})")
+
+
+def _add_giml_arguments(p: argparse.ArgumentParser) -> None:
+    """One option per GIMLConfig field; unset options keep the paper's defaults."""
+    for f in fields(GIMLConfig):
+        kind = float if f.type == "float" else int
+        p.add_argument("--" + f.name.replace("_", "-"), type=kind,
+                       help=f"default {f.default}")
+
+
 def _add_prior_parser(sub) -> None:
     prior = sub.add_parser("prior", help="generative image priors").add_subparsers(
         dest="prior_command", required=True)
@@ -250,6 +272,15 @@ def _add_prior_parser(sub) -> None:
                        help="folder for checkpoints, samples and generator.pt (resumes here)")
     train.add_argument("--quiet", action="store_true")
     train.set_defaults(run=cmd_prior_train)
+    learn = prior.add_parser("learn", help="GIML: learn a prior from a federation record's "
+                             "observed updates (resumable)")
+    learn.add_argument("--record", required=True, help="record written by 'gradinv fl simulate'")
+    _add_giml_arguments(learn)
+    learn.add_argument("--device", default="auto")
+    learn.add_argument("--out", default="priors/giml",
+                       help="folder for checkpoints, samples and generator.pt (resumes here)")
+    learn.add_argument("--quiet", action="store_true")
+    learn.set_defaults(run=cmd_prior_learn)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
@@ -332,6 +333,11 @@ class Record:
             client_id=client,
         )
 
+    def observations(self, entries: list[Entry] | None = None) -> "RecordObservations":
+        """The observed updates (all, or ``entries``) as a sequence read from disk on access,
+        so a long record never has to fit in memory (GIML walks it update by update)."""
+        return RecordObservations(self, self.entries() if entries is None else entries)
+
     def build_model(self) -> nn.Module:
         """The recorded architecture (attacks take the weights from ``observation.broadcast``)."""
         return self.meta.model.build()
@@ -344,6 +350,22 @@ class Record:
         """safetensors returns keys sorted by dtype and name; the model's order keeps sums over
         layers (matching costs) identical to the live run's."""
         return {k: tensors[k] for k in self._model.state_dict() if k in tensors}
+
+
+class RecordObservations(Sequence[Observation]):
+    """A lazy, indexable view of a record's observed updates."""
+
+    def __init__(self, record: Record, entries: list[Entry]) -> None:
+        self.record, self.entries = record, entries
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, index):  # type: ignore[override]
+        if isinstance(index, slice):
+            return RecordObservations(self.record, self.entries[index])
+        entry = self.entries[index]
+        return self.record.observation(entry.round, entry.client_id)
 
 
 def open_record(path: str | Path) -> Record:
