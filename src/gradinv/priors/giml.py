@@ -27,7 +27,6 @@ interrupted run resumes to exactly the result of an uninterrupted one.
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from collections.abc import Sequence
@@ -42,6 +41,7 @@ from ..attacks.gi_z import GIz
 from ..attacks.gias import adapt_generator
 from ..progress import Progress
 from ..report import image_grid, write_png
+from ..checks import check_float, check_int
 from ..types import GradinvError, Observation
 from .dcgan import DCGANGenerator
 from .prior import Prior, save_generator
@@ -69,25 +69,17 @@ class GIMLConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        positive = {"latent_dim": self.latent_dim, "width": self.width,
-                    "latent_iterations": self.latent_iterations,
-                    "adapt_iterations": self.adapt_iterations, "restarts": self.restarts,
-                    "sample_every": self.sample_every, "checkpoint_every": self.checkpoint_every}
-        for name, value in positive.items():
-            if not isinstance(value, int) or value < 1:
-                raise GradinvError(f"GIML {name} must be an integer >= 1, not {value!r}")
+        for name in ("latent_dim", "width", "latent_iterations", "adapt_iterations", "restarts",
+                     "sample_every", "checkpoint_every"):
+            check_int(name, getattr(self, name), low=1, where="GIML")
+        for name in ("steps", "channels"):
+            check_int(name, getattr(self, name), low=1, optional=True, where="GIML")
+        check_int("seed", self.seed, low=0, high=2**63 - 1, where="GIML")
         for name in ("latent_lr", "adapt_lr", "meta_lr"):
-            value = getattr(self, name)
-            if not math.isfinite(value) or value <= 0:
-                raise GradinvError(f"GIML {name} must be a finite number > 0, not {value!r}")
+            check_float(name, getattr(self, name), low=0, low_open=True, where="GIML")
         for name in ("tv", "latent_norm"):
-            value = getattr(self, name)
-            if not math.isfinite(value) or value < 0:
-                raise GradinvError(f"GIML {name} must be a finite number >= 0, not {value!r}")
-        if self.steps is not None and self.steps < 1:
-            raise GradinvError(f"GIML steps must be >= 1, not {self.steps}")
-        if self.channels is not None and self.channels < 1:
-            raise GradinvError(f"GIML channels must be >= 1, not {self.channels}")
+            check_float(name, getattr(self, name), low=0, where="GIML")
+        check_int("image_size", self.image_size, low=32, high=64, where="GIML")
         if self.image_size not in (32, 64):
             raise GradinvError(f"GIML's DCGAN makes 32 or 64 px images, not {self.image_size}")
 
