@@ -26,6 +26,8 @@ def test_attack_writes_self_describing_run_folder(tmp_path, capsys):
     assert config["seed"] == 3 and config["hyperparameters"]["restarts"] == 2
     assert config["hyperparameters"]["init"] == "noise"
     assert config["init_scheme"] == "dlg-uniform"  # the effective scheme, not null
+    assert config["device"] == "cpu" and config["attacks"]["gi"]["tv"] == 1e-4  # defaults too
+    assert config["attacks"]["gi"]["init"] == "noise"
     assert "torch" in config["environment"]
     metrics = json.loads((folder / "metrics.json").read_text())["gi"]
     assert len(metrics["psnr"]) == 2 and len(metrics["restart_costs"]) == 2
@@ -54,6 +56,13 @@ BAD_INPUTS = [
     (["--update", "fedavg", "--local-batch-size", "0"], "local_batch_size >= 1"),
     (["--iterations", "0"], "iterations"),
     (["--attack", "gi-z", "--init", "noise"], "takes 'init'"),
+    (["--width", "8"], "LeNet has a fixed width"),
+    (["--prior-weights", "g.pt", "--attack", "gias"], "only applies to --prior"),
+    (["--latent-dim", "8", "--attack", "gias", "--prior", "fashion-mnist"], "only applies"),
+    (["--output-range", "0", "1", "--attack", "gias"], "only applies"),
+    (["--seed", str(2**64)], "seed must be"),
+    (["--batch-size", "0"], "batch_size must be"),
+    (["--offset", "-1"], "offset must be"),
 ]
 
 
@@ -95,3 +104,30 @@ def test_wrong_image_size_for_a_given_model_is_a_clear_error():
                   ThreatModel())
     with pytest.raises(GradinvError, match="does not accept images"):
         create("gi", iterations=1).reconstruct(model, obs, image_shape=(1, 32, 32), progress=False)
+
+
+def test_config_names_the_prior_actually_used(tmp_path, capsys):
+    code, _, _ = _run(capsys, "attack", "--attack", "gi-z", "--iterations", "2", "--restarts", "1",
+                      "--image-size", "16", "--device", "cpu", "--out", str(tmp_path), "--quiet")
+    assert code == 0
+    (folder,) = tmp_path.iterdir()
+    config = json.loads((folder / "config.json").read_text())
+    assert config["attacks"]["gi-z"]["prior"] == "fashion-mnist"
+    assert config["device_requested"] == "cpu" and config["device"] == "cpu"
+
+
+def test_unwritable_out_is_refused_before_the_attack(tmp_path, capsys, monkeypatch):
+    import sys
+    audit = sys.modules["gradinv.audit"]  # the package exports a function of the same name
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    monkeypatch.setattr(audit, "run_attacks", lambda *a, **k: pytest.fail("attack ran"))
+    code, _, err = _run(capsys, "attack", "--out", str(blocker / "runs"), "--quiet")
+    assert code == 2 and "is not a folder" in err
+
+
+def test_python_api_names_a_prior_by_source(tmp_path):
+    import gradinv
+    result = gradinv.audit(attack="gi-z", prior="fashion-mnist", image_size=16, iterations=2,
+                           restarts=1, out=None, progress=False)
+    assert result.reconstruction.images.shape == (1, 3, 16, 16)

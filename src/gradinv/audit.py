@@ -1,6 +1,7 @@
 """The whole audit in one call: data -> client update -> observation -> attack -> scores -> report."""
 from __future__ import annotations
 
+import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from .metrics import Scores, score
 from .models import available_models, build_model, default_init_scheme
 from .priors import load_prior
 from .report import Row, new_run_dir, write_run
+from .checks import check_bool, check_int
 from .types import (FedAvgConfig, GradinvError, Observation, PrivateBatch, Reconstruction,
                     ThreatModel, UpdateKind)
 
@@ -66,6 +68,23 @@ class AuditConfig:
     device: str = "auto"
 
     def __post_init__(self) -> None:
+        for name, low in (("batch_size", 1), ("offset", 0), ("image_size", 4), ("channels", 1)):
+            check_int(name, getattr(self, name), low=low)
+        check_int("width", self.width, low=1, optional=True)
+        check_int("seed", self.seed, low=0, high=2**63 - 1)
+        check_bool("distinct_labels", self.distinct_labels)
+        for name, kind in (("threat", ThreatModel), ("fedavg", FedAvgConfig),
+                           ("hyperparameters", dict)):
+            if not isinstance(getattr(self, name), kind):
+                raise GradinvError(f"{name} must be a {kind.__name__}, not "
+                                   f"{type(getattr(self, name)).__name__}")
+        if isinstance(self.prior, str):  # audit(prior="faces") names a source
+            object.__setattr__(self, "prior", PriorSpec(self.prior))
+        if self.prior is not None and not isinstance(self.prior, PriorSpec):
+            raise GradinvError(f"prior must be a source name or a PriorSpec, not "
+                               f"{type(self.prior).__name__}")
+        if self.width is not None and self.model == "lenet":
+            raise GradinvError("LeNet has a fixed width (DLG's); drop --width")
         # Record the scheme actually used, not "default": it changes how much leaks.
         if self.init_scheme is None and self.model in available_models():
             object.__setattr__(self, "init_scheme", default_init_scheme(self.model))
@@ -133,6 +152,8 @@ def run_audit(config: AuditConfig, *, out: str | Path | None = "runs", progress:
               model: nn.Module | None = None) -> AuditResult:
     """Attack one client batch and write a run folder under ``out`` (unless ``out`` is None)."""
     device = resolve_device(config.device)
+    if out is not None:
+        check_writable(out)
     chosen = build_attacks(config.attack, config.hyperparameters, config.prior)
     dataset = load_dataset(config.dataset, data_dir=config.data_dir, split=config.split,
                            image_size=config.image_size)
@@ -154,9 +175,29 @@ def run_audit(config: AuditConfig, *, out: str | Path | None = "runs", progress:
     folder = None
     if out is not None:
         folder = write_report(out, f"{'-'.join(outcomes)}-{config.model}-{config.dataset}",
-                              config=asdict(config), truth=batch, outcomes=outcomes,
+                              config=run_settings(config, chosen, device), truth=batch,
+                              outcomes=outcomes,
                               title=f"gradinv: {', '.join(outcomes)} on {config.model}")
     return AuditResult(outcomes, batch.images, folder)
+
+
+def run_settings(config: object, chosen: dict[str, attacks.Attack],
+                 device: torch.device) -> dict:
+    """What config.json records: the config, every attack's effective settings (defaults and
+    the prior actually used included) and the device actually used."""
+    return {**asdict(config), "device": str(device),  # type: ignore[call-overload]
+            "device_requested": config.device,  # type: ignore[attr-defined]
+            "attacks": {name: attack.settings for name, attack in chosen.items()}}
+
+
+def check_writable(out: str | Path) -> None:
+    """Refuse an output folder that cannot be written *before* spending the attack's time."""
+    path = Path(out)
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise GradinvError(f"cannot write results under {out}: {existing} is not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise GradinvError(f"cannot write results under {out}: {existing} is not writable")
 
 
 def run_attacks(chosen: dict[str, attacks.Attack], model: nn.Module, observation: Observation,

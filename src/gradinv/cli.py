@@ -59,8 +59,8 @@ def _add_attack_arguments(p: argparse.ArgumentParser) -> None:
                    "file from 'gradinv prior train', or package.module:factory")
     p.add_argument("--prior-weights", help="weights file for a package.module:factory generator")
     p.add_argument("--latent-dim", type=int, help="latent size of a user generator")
-    p.add_argument("--output-range", type=float, nargs=2, default=(-1.0, 1.0),
-                   metavar=("LOW", "HIGH"), help="value range of a user generator's output")
+    p.add_argument("--output-range", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                   help="value range of a user generator's output (default -1 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--out", default="runs", help="folder where the run folder is created")
@@ -100,9 +100,19 @@ def _hyperparameters(args: argparse.Namespace) -> dict:
 
 
 def _prior_from_args(args: argparse.Namespace) -> PriorSpec | None:
+    """The prior options; those that only describe a user's generator are refused otherwise
+    (they would be recorded as if used)."""
+    if args.prior is None or ":" not in args.prior:
+        given = [flag for flag, value in (("--prior-weights", args.prior_weights),
+                                          ("--latent-dim", args.latent_dim),
+                                          ("--output-range", args.output_range))
+                 if value is not None]
+        if given:
+            raise GradinvError(f"{given[0]} only applies to --prior package.module:factory")
     if args.prior is None:
         return None
-    return PriorSpec(args.prior, args.prior_weights, args.latent_dim, tuple(args.output_range))
+    return PriorSpec(args.prior, args.prior_weights, args.latent_dim,
+                     tuple(args.output_range or (-1.0, 1.0)))
 
 
 def config_from_args(args: argparse.Namespace) -> AuditConfig:

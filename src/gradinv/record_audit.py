@@ -6,11 +6,11 @@ only to score the reconstruction.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from .audit import (AuditResult, PriorSpec, build_attacks, resolve_device, run_attacks,
-                    write_report)
+from .audit import (AuditResult, PriorSpec, build_attacks, check_writable, resolve_device,
+                    run_attacks, run_settings, write_report)
 from .fl.private import load_private_batch
 from .fl.record import open_record
 
@@ -34,6 +34,8 @@ def run_record_audit(config: RecordAuditConfig, *, out: str | Path | None = "run
     """Attack client ``config.client``'s update of round ``config.round``; scores are None
     when the record holds no private batch for it."""
     device = resolve_device(config.device)
+    if out is not None:
+        check_writable(out)
     chosen = build_attacks(config.attack, config.hyperparameters, config.prior)
     record = open_record(config.record)
     observation = record.observation(config.round, config.client)
@@ -47,8 +49,8 @@ def run_record_audit(config: RecordAuditConfig, *, out: str | Path | None = "run
     folder = None
     if out is not None:
         name = f"{'-'.join(outcomes)}-{spec.name}-round{config.round}-client{config.client}"
-        folder = write_report(out, name, config={**asdict(config), "record_meta":
-                                                 record.meta.to_json()},
+        folder = write_report(out, name, config={**run_settings(config, chosen, device),
+                                                 "record_meta": record.meta.to_json()},
                               truth=truth, outcomes=outcomes,
                               title=f"gradinv: {', '.join(outcomes)} on round {config.round}, "
                                     f"client {config.client} of {config.record}")

@@ -172,6 +172,7 @@ class Attack(ABC):
 
     name: ClassVar[str]
     summary: ClassVar[str]
+    settings: dict  # every constructor setting as it runs (set by ``create``)
 
     @abstractmethod
     def reconstruct(
@@ -210,13 +211,26 @@ def accepted_hyperparameters(name: str) -> set[str]:
     return set(inspect.signature(_REGISTRY[name].__init__).parameters) - {"self"}
 
 
+def effective_settings(name: str, **hyperparameters: object) -> dict:
+    """Every constructor setting of the attack as it will run, defaults included, so a run
+    folder says what was used (a prior object is named, not dumped)."""
+    accepted_hyperparameters(name)
+    bound = inspect.signature(_REGISTRY[name].__init__).bind_partial(None, **hyperparameters)
+    bound.apply_defaults()
+    settings = dict(bound.arguments)
+    settings.pop("self")
+    return {k: getattr(v, "name", v) if k == "prior" else v for k, v in settings.items()}
+
+
 def create(name: str, **hyperparameters: object) -> Attack:
     if name not in _REGISTRY:
         raise GradinvError(f"unknown attack {name!r}; choose one of {', '.join(sorted(_REGISTRY))}")
     try:
-        return _REGISTRY[name](**hyperparameters)
+        attack = _REGISTRY[name](**hyperparameters)
     except TypeError as err:
         raise GradinvError(f"bad hyper-parameter for {name}: {err}") from None
+    attack.settings = effective_settings(name, **hyperparameters)
+    return attack
 
 
 def restart_generator(seed: int, restart: int) -> torch.Generator:
