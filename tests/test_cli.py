@@ -63,6 +63,8 @@ BAD_INPUTS = [
     (["--seed", str(2**64)], "seed must be"),
     (["--batch-size", "0"], "batch_size must be"),
     (["--offset", "-1"], "offset must be"),
+    (["--bn-prior", "0.1"], "needs the statistics"),
+    (["--bn-prior", "nan", "--bn-stats"], "bn_stats must be"),
 ]
 
 

@@ -83,6 +83,9 @@ class AuditConfig:
         if self.prior is not None and not isinstance(self.prior, PriorSpec):
             raise GradinvError(f"prior must be a source name or a PriorSpec, not "
                                f"{type(self.prior).__name__}")
+        if "bn_stats" in self.hyperparameters and not self.threat.bn_stats_known:
+            raise GradinvError("the BatchNorm-statistics prior needs the statistics: add "
+                               "--bn-stats (the client leaks them) or drop --bn-prior")
         if self.width is not None and self.model == "lenet":
             raise GradinvError("LeNet has a fixed width (DLG's); drop --width")
         # Record the scheme actually used, not "default": it changes how much leaks.

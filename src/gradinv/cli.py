@@ -19,7 +19,7 @@ from .record_audit import RecordAuditConfig, run_record_audit
 from .types import FedAvgConfig, GradinvError, ThreatModel
 
 HYPERPARAMETERS = ("iterations", "restarts", "lr", "tv", "cost", "top_k", "latent_iterations",
-                   "init")
+                   "bn_stats", "init")
 
 
 def _add_attack_arguments(p: argparse.ArgumentParser) -> None:
@@ -53,6 +53,9 @@ def _add_attack_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cost", choices=["cosine", "l2"])
     p.add_argument("--top-k", type=int, help="match only the k layers with the largest update")
     p.add_argument("--latent-iterations", type=int, help="GIAS: iterations of the latent stage")
+    p.add_argument("--bn-prior", dest="bn_stats", type=float, metavar="WEIGHT",
+                   help="weight of the BatchNorm-statistics prior (Yin et al. 2021); used only "
+                   "when the client leaks them (--bn-stats); default 0.01")
     p.add_argument("--init", choices=sorted(INITS),
                    help="GI: start images (grey: 0.5 + 0.25 N(0,1); noise: the official N(0,1))")
     p.add_argument("--prior", help="gi-z / gias generator: fashion-mnist (shipped), faces, a "
