@@ -19,7 +19,7 @@ from .record_audit import RecordAuditConfig, run_record_audit
 from .types import FedAvgConfig, GradinvError, ThreatModel
 
 HYPERPARAMETERS = ("iterations", "restarts", "lr", "tv", "cost", "top_k", "latent_iterations",
-                   "bn_stats", "init")
+                   "init")
 
 
 def _add_attack_arguments(p: argparse.ArgumentParser) -> None:
@@ -53,7 +53,7 @@ def _add_attack_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cost", choices=["cosine", "l2"])
     p.add_argument("--top-k", type=int, help="match only the k layers with the largest update")
     p.add_argument("--latent-iterations", type=int, help="GIAS: iterations of the latent stage")
-    p.add_argument("--bn-prior", dest="bn_stats", type=float, metavar="WEIGHT",
+    p.add_argument("--bn-prior", type=float, metavar="WEIGHT",
                    help="weight of the BatchNorm-statistics prior (Yin et al. 2021); used only "
                    "when the client leaks them (--bn-stats); default 0.01")
     p.add_argument("--init", choices=sorted(INITS),
@@ -99,7 +99,10 @@ def _threat_from_args(args: argparse.Namespace) -> ThreatModel:
 
 
 def _hyperparameters(args: argparse.Namespace) -> dict:
-    return {k: getattr(args, k) for k in HYPERPARAMETERS if getattr(args, k) is not None}
+    hyper = {k: getattr(args, k) for k in HYPERPARAMETERS if getattr(args, k) is not None}
+    if args.bn_prior is not None:  # the attacks' name; --bn-stats is the threat-model switch
+        hyper["bn_stats"] = args.bn_prior
+    return hyper
 
 
 def _prior_from_args(args: argparse.Namespace) -> PriorSpec | None:
