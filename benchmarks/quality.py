@@ -116,6 +116,11 @@ def main() -> None:
     parser.add_argument("--case", default="fashion", choices=["fashion", "faces"],
                         help="fashion: matching prior on held-out Fashion-MNIST; faces: the "
                         "DigiFace DCGAN prior (synthetic faces) on real LFW faces (mismatch)")
+    parser.add_argument("--mode", default="eval", choices=["eval", "train"],
+                        help="BatchNorm mode of the victim (train: batch statistics)")
+    parser.add_argument("--bn-stats", action="store_true",
+                        help="the client leaks its BatchNorm batch statistics: the attacks add "
+                        "the BN-statistics prior (weight: --set ATTACK.bn_stats=W)")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", default="runs/quality")
     args = parser.parse_args()
@@ -126,6 +131,7 @@ def main() -> None:
             setattr(args, key, value)
 
     device = resolve_device(args.device)
+    threat = ThreatModel(model_mode=args.mode, bn_stats_known=args.bn_stats)
     data = load_test_split() if args.case == "fashion" else load_lfw_faces()
     prior = load_prior("fashion-mnist" if args.case == "fashion" else "faces")
     step = 100 if args.case == "fashion" else 10
@@ -137,7 +143,8 @@ def main() -> None:
     if any(n not in ATTACKS for n in names):
         parser.error(f"--attacks takes a subset of {','.join(ATTACKS)}")
     settings = attack_settings(names, args.budget, args.restarts, args.latent_share, args.set)
-    print(f"device {device}, ResNet-18 width {args.width} init {args.init_scheme}, "
+    print(f"device {device}, ResNet-18 width {args.width} init {args.init_scheme}, BN "
+          f"{args.mode} mode, BN statistics {'leaked' if args.bn_stats else 'private'}, "
           f"budget {args.budget} iterations, "
           f"{args.restarts} restart(s), batches {args.batch_sizes}, seeds {args.seeds}, "
           f"settings {settings}")
@@ -145,7 +152,7 @@ def main() -> None:
     for batch_size in args.batch_sizes:
         for seed in args.seeds:
             batch = private_batch(data, batch_size, size=32, channels=3, offset=step * seed)
-            obs = observe(compute_update(model, batch), ThreatModel())
+            obs = observe(compute_update(model, batch, mode=threat.model_mode), threat)
             rows = [batch.images]
             ceiling = project(prior, batch.images.to(device), iterations=1000, restarts=4,
                               seed=seed).cpu()
