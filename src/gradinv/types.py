@@ -15,8 +15,8 @@ import torch
 
 from .checks import GradinvError, check_bool, check_choice, check_float, check_int
 
-__all__ = ["ClientUpdate", "FedAvgConfig", "GradinvError", "ModelMode", "Observation",
-           "PrivateBatch", "Reconstruction", "ThreatModel", "UpdateKind"]
+__all__ = ["ClientUpdate", "DefenseSpec", "FedAvgConfig", "GradinvError", "ModelMode",
+           "Observation", "PrivateBatch", "Reconstruction", "ThreatModel", "UpdateKind"]
 
 ModelMode = Literal["eval", "train"]
 UpdateKind = Literal["fedsgd", "fedavg"]
@@ -24,16 +24,22 @@ UpdateKind = Literal["fedsgd", "fedavg"]
 
 @dataclass(frozen=True)
 class ThreatModel:
-    """What the honest-but-curious server knows besides the update itself."""
+    """What the honest-but-curious server knows besides the update itself.
+
+    ``defense_known``: the server knows which defenses the client applied and their settings
+    (not the client's random draws), so the attacks replay them (``attacks.base.Target``).
+    """
 
     labels_known: bool = True
     num_images_known: bool = True
     bn_stats_known: bool = False
     local_hparams_known: bool = True
     model_mode: ModelMode = "eval"
+    defense_known: bool = False
 
     def __post_init__(self) -> None:
-        for name in ("labels_known", "num_images_known", "bn_stats_known", "local_hparams_known"):
+        for name in ("labels_known", "num_images_known", "bn_stats_known", "local_hparams_known",
+                     "defense_known"):
             check_bool(name, getattr(self, name))
         check_choice("model_mode", self.model_mode, ("eval", "train"))
 
@@ -78,6 +84,24 @@ def _describe(value: object) -> str:
 
 
 @dataclass(frozen=True)
+class DefenseSpec:
+    """A defense by registry name and settings: ``gradinv.defenses.create(name, **settings)``."""
+
+    name: str
+    settings: dict = field(default_factory=dict)
+
+    def public(self) -> DefenseSpec:
+        """What a server that knows the defense may know: the settings without the client's
+        seed (knowing it would let the server regenerate and subtract the noise)."""
+        return DefenseSpec(self.name, {k: v for k, v in self.settings.items() if k != "seed"})
+
+    def __str__(self) -> str:
+        """The command-line form, ``name:key=value,key=value``."""
+        values = ",".join(f"{k}={v}" for k, v in self.settings.items())
+        return f"{self.name}:{values}" if values else self.name
+
+
+@dataclass(frozen=True)
 class ClientUpdate:
     """Everything the client sends or leaks, before the threat model filters it.
 
@@ -94,6 +118,7 @@ class ClientUpdate:
     bn_stats: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
     round: int = 0
     client_id: int = 0
+    defenses: tuple[DefenseSpec, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -103,7 +128,9 @@ class Observation:
     ``tensors`` are per-parameter gradients (FedSGD) or weight differences (FedAvg), keyed by
     parameter name. ``broadcast`` is the model state the server sent that round (an update from
     round 50 is attacked against round 50's weights); ``round`` and ``client_id`` say where in
-    the federation it was observed. Fields the threat model withholds are ``None``.
+    the federation it was observed. ``defenses`` are the client's defenses (without its seeds)
+    when the threat model says the server knows them. Fields the threat model withholds are
+    ``None``.
     """
 
     kind: UpdateKind
@@ -116,6 +143,7 @@ class Observation:
     bn_stats: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None
     round: int = 0
     client_id: int = 0
+    defenses: tuple[DefenseSpec, ...] | None = None
 
 
 @dataclass(frozen=True)

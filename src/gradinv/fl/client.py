@@ -1,9 +1,13 @@
 """The honest client, and the filter that turns its update into what the server observes."""
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
+from ..defenses.base import ClientContext, Defense
+from ..defenses.pipeline import DefensePipeline
 from ..models.layers import BatchNorm2d
 from ..types import (ClientUpdate, FedAvgConfig, GradinvError, Observation, PrivateBatch,
                      ThreatModel, UpdateKind)
@@ -19,19 +23,25 @@ def compute_update(
     mode: str = "eval",
     round: int = 0,
     client_id: int = 0,
+    defenses: DefensePipeline | Sequence[Defense] = (),
 ) -> ClientUpdate:
     """Run the client's local computation on its private batch (FedSGD gradient or FedAvg delta),
-    starting from ``model``'s current state (what the server broadcast)."""
+    starting from ``model``'s current state (what the server broadcast), then its ``defenses``
+    in order (DP-SGD inside the local steps, the others on the result) before anything is sent."""
     if kind not in ("fedsgd", "fedavg"):
         raise GradinvError(f"update kind must be 'fedsgd' or 'fedavg', not {kind!r}")
+    pipeline = defenses if isinstance(defenses, DefensePipeline) else DefensePipeline(defenses)
     fmodel = FunctionalModel(model, mode)  # type: ignore[arg-type]
     images, labels = batch.images, batch.labels
+    client = ClientContext(fmodel, images, labels)
+    gradient = pipeline.client_gradient(client, round=round, client_id=client_id)
     if kind == "fedsgd":
-        tensors = fmodel.fedsgd_update(images, labels)
+        tensors = fmodel.fedsgd_update(images, labels, gradient)
         cfg = None
     else:
         cfg = fedavg or FedAvgConfig()
-        tensors = fmodel.fedavg_update(images, labels, cfg)
+        tensors = fmodel.fedavg_update(images, labels, cfg, gradient)
+    tensors = pipeline.apply(tensors, client, round=round, client_id=client_id)
     return ClientUpdate(
         kind=kind,
         tensors={k: v.detach() for k, v in tensors.items()},
@@ -42,6 +52,7 @@ def compute_update(
         bn_stats=_batch_norm_statistics(fmodel.module, images),
         round=round,
         client_id=client_id,
+        defenses=pipeline.specs,
     )
 
 
@@ -75,4 +86,5 @@ def observe(update: ClientUpdate, threat: ThreatModel) -> Observation:
         bn_stats=update.bn_stats if threat.bn_stats_known else None,
         round=update.round,
         client_id=update.client_id,
+        defenses=tuple(s.public() for s in update.defenses) if threat.defense_known else None,
     )

@@ -20,6 +20,10 @@ from ..types import FedAvgConfig, GradinvError, ModelMode
 
 Params = dict[str, torch.Tensor]
 UpdateFn = Callable[[torch.Tensor, torch.Tensor], Params]
+LossFn = Callable[[Params, torch.Tensor, torch.Tensor], torch.Tensor]
+# (loss, params, images, labels) -> the gradient a local step uses: by default grad(loss); a
+# client-side defense such as DP-SGD (gradinv.defenses.dpsgd) clips and noises it instead.
+GradientFn = Callable[[LossFn, Params, torch.Tensor, torch.Tensor], Params]
 
 
 def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -67,18 +71,29 @@ class FunctionalModel:
         logits = functional_call(self.module, (params, self.buffers), (images,))
         return cross_entropy(logits, labels)
 
-    def fedsgd_update(self, images: torch.Tensor, labels: torch.Tensor) -> Params:
-        """The gradient of the mean batch loss w.r.t. every parameter."""
-        return grad(self.loss)(self.params, images, labels)
+    def step_gradient(self, params: Params, images: torch.Tensor, labels: torch.Tensor,
+                      gradient: GradientFn | None = None) -> Params:
+        """The gradient one local step uses: of the mean batch loss, or ``gradient``'s."""
+        if gradient is None:
+            return grad(self.loss)(params, images, labels)
+        return gradient(self.loss, params, images, labels)
 
-    def fedavg_update(self, images: torch.Tensor, labels: torch.Tensor, cfg: FedAvgConfig) -> Params:
-        """theta_K - theta_0 after ``cfg.epochs`` passes of SGD over the batch in fixed order."""
+    def fedsgd_update(self, images: torch.Tensor, labels: torch.Tensor,
+                      gradient: GradientFn | None = None) -> Params:
+        """The gradient of the mean batch loss w.r.t. every parameter (or ``gradient``'s)."""
+        return self.step_gradient(self.params, images, labels, gradient)
+
+    def fedavg_update(self, images: torch.Tensor, labels: torch.Tensor, cfg: FedAvgConfig,
+                      gradient: GradientFn | None = None) -> Params:
+        """theta_K - theta_0 after ``cfg.epochs`` passes of SGD over the batch in fixed order
+        (each step with ``gradient``'s gradient when given)."""
         params = dict(self.params)
         n = images.shape[0]
         for _ in range(cfg.epochs):
             for start in range(0, n, cfg.local_batch_size):
                 stop = min(start + cfg.local_batch_size, n)
-                grads = grad(self.loss)(params, images[start:stop], labels[start:stop])
+                grads = self.step_gradient(params, images[start:stop], labels[start:stop],
+                                           gradient)
                 params = {k: params[k] - cfg.lr * grads[k] for k in params}
         return {k: params[k] - self.params[k] for k in params}
 

@@ -1,0 +1,124 @@
+"""What every defense shares: the two kinds of defense, the registry, and the spec syntax.
+
+A defense sits between the client and what the server observes. Most are pure transforms of
+the client's named update tensors (``UpdateDefense``: clipping, noise, pruning, quantisation,
+Soteria); DP-SGD changes the client's local computation itself (``LocalDefense``: it supplies
+the gradient every local step uses). Each validates its settings in its constructor, naming the
+bad one. When the threat model says the server knows the defenses, the attacks replay them
+(``replay`` / ``attacker_gradient``, used by ``gradinv.attacks.base.Target``).
+"""
+from __future__ import annotations
+
+import ast
+import inspect
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, ClassVar
+
+import torch
+
+from ..types import DefenseSpec, GradinvError
+
+if TYPE_CHECKING:
+    from ..fl.functional import FunctionalModel, GradientFn
+
+Params = dict[str, torch.Tensor]
+
+
+@dataclass(frozen=True)
+class ClientContext:
+    """What a client-side defense may read besides the update: the client's own model (the
+    round's broadcast weights, in the client's mode) and its private batch."""
+
+    model: FunctionalModel
+    images: torch.Tensor
+    labels: torch.Tensor
+
+
+class Defense(ABC):
+    """One defense family, flat keyword settings with the literature's values as defaults."""
+
+    name: ClassVar[str]
+    summary: ClassVar[str]
+    settings: dict  # every constructor setting as it runs (set by ``create``)
+    seed: int | None = None  # random defenses draw from a generator seeded with it
+
+
+class UpdateDefense(Defense):
+    """A transform of the client's update tensors (dict name -> tensor) before it is sent."""
+
+    @abstractmethod
+    def apply(self, update: Params, *, generator: torch.Generator | None,
+              client: ClientContext) -> Params:
+        """The defended update; ``update`` is left untouched. ``generator`` is given to random
+        defenses (a fresh one per client update)."""
+
+    def replay(self, simulated: Params, observed: Params) -> Params:
+        """What an attacker who knows this defense does to its simulated update before
+        matching it to ``observed``; differentiable and vmappable. Nothing by default (noise:
+        there is nothing to replay)."""
+        return simulated
+
+
+class LocalDefense(Defense):
+    """A change of the client's local computation: the gradient each local step uses."""
+
+    @abstractmethod
+    def gradient(self, client: ClientContext, generator: torch.Generator | None) -> GradientFn:
+        """The client's gradient function (see ``gradinv.fl.functional.GradientFn``)."""
+
+    @abstractmethod
+    def attacker_gradient(self) -> GradientFn:
+        """The same computation without the client's randomness, for the attacker's simulated
+        client; differentiable and vmappable."""
+
+
+_REGISTRY: dict[str, type[Defense]] = {}
+
+
+def register(cls: type[Defense]) -> type[Defense]:
+    """Class decorator adding a defense to the registry under ``cls.name``."""
+    if cls.name in _REGISTRY:
+        raise ValueError(f"defense {cls.name!r} is already registered")
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def available() -> dict[str, str]:
+    """Registered defense names with their one-line summaries."""
+    return {name: cls.summary for name, cls in sorted(_REGISTRY.items())}
+
+
+def create(name: str, **settings: object) -> Defense:
+    """The defense ``name`` with ``settings``; its ``settings`` attribute then holds every
+    setting as it runs, defaults included."""
+    if name not in _REGISTRY:
+        raise GradinvError(f"unknown defense {name!r}; choose one of "
+                           f"{', '.join(sorted(_REGISTRY))}")
+    cls = _REGISTRY[name]
+    try:
+        bound = inspect.signature(cls.__init__).bind(None, **settings)
+    except TypeError as err:
+        raise GradinvError(f"bad setting for defense {name}: {err}") from None
+    defense = cls(**settings)
+    bound.apply_defaults()
+    defense.settings = {k: v for k, v in bound.arguments.items() if k != "self"}
+    return defense
+
+
+def parse_spec(text: str) -> DefenseSpec:
+    """``name`` or ``name:key=value,key=value`` (values read as Python literals, else as
+    strings), e.g. ``prune:rate=0.9`` or ``quantize:mode=uniform,bits=4``."""
+    name, _, rest = text.strip().partition(":")
+    pairs = [p.partition("=") for p in rest.split(",")] if rest.strip() else []
+    if not name or any(not key.strip() or not sep for key, sep, _ in pairs):
+        raise GradinvError(f"bad defense {text!r}; expected NAME or NAME:key=value,key=value")
+    return DefenseSpec(name.strip(), {key.strip(): _literal(value.strip())
+                                      for key, _, value in pairs})
+
+
+def _literal(value: str) -> object:
+    try:
+        return ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+        return value

@@ -1,0 +1,83 @@
+"""DP-SGD: "Deep Learning with Differential Privacy" (Abadi et al., CCS 2016), inside every local
+step of the client (FedSGD's one gradient, or each of FedAvg's steps)."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import torch
+from torch.func import grad, vmap
+
+from ..checks import check_float, check_int
+from ..models.layers import BatchNorm2d
+from ..types import GradinvError
+from .base import ClientContext, LocalDefense, Params, register
+
+if TYPE_CHECKING:
+    from ..fl.functional import GradientFn, LossFn
+
+
+def private_gradient(loss: LossFn, params: Params, images: torch.Tensor, labels: torch.Tensor, *,
+                     max_grad_norm: float, noise_multiplier: float,
+                     generator: torch.Generator | None) -> Params:
+    """(sum_i clip(g_i) + N(0, (noise_multiplier * max_grad_norm)^2)) / n, with g_i the gradient
+    of example i's loss (``torch.func``: vmap over examples of grad) and clip(g) = g *
+    min(1, C / (|g| + 1e-6)), |g| the norm over all parameters, as Opacus computes it. No noise
+    is drawn when ``noise_multiplier`` is 0 (then it is differentiable and vmappable)."""
+    def one(p: Params, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return loss(p, x[None], y[None])
+
+    per_example = vmap(grad(one), in_dims=(None, 0, 0))(params, images, labels)
+    norms = torch.sqrt(sum(g.flatten(1).pow(2).sum(1) for g in per_example.values()))
+    factor = (max_grad_norm / (norms + 1e-6)).clamp(max=1.0)
+    std = noise_multiplier * max_grad_norm
+    result = {}
+    for k, g in per_example.items():
+        total = torch.tensordot(factor, g, dims=1)
+        if std:
+            total = total + std * torch.randn(total.shape, generator=generator,
+                                              dtype=total.dtype).to(total.device)
+        result[k] = total / len(images)
+    return result
+
+
+@register
+class DPSGD(LocalDefense):
+    """Per-example clipping to ``max_grad_norm`` and Gaussian noise of std ``noise_multiplier *
+    max_grad_norm`` on the clipped sum, in every local step (defaults: noise multiplier 1.0,
+    the floor the Flower docs advise; clipping norm 1.0).
+
+    A change of the client's computation, not a transform of its result: the update functions
+    of ``gradinv.fl.functional`` take it as their gradient. A knowing attacker simulates the
+    same per-example clipping without the noise. BatchNorm in train mode mixes the examples of
+    a batch, so it is refused (Opacus refuses it too). The privacy accounting of the steps
+    (sampling rate, epochs) is not done here.
+    """
+
+    name = "dpsgd"
+    summary = "DP-SGD in every local step: per-example clipping, Gaussian noise on the sum"
+
+    def __init__(self, *, noise_multiplier: float = 1.0, max_grad_norm: float = 1.0,
+                 seed: int = 0) -> None:
+        check_float("noise_multiplier", noise_multiplier, low=0, where=self.name)
+        check_float("max_grad_norm", max_grad_norm, low=0, low_open=True, where=self.name)
+        check_int("seed", seed, low=0, high=2**63 - 1, where=self.name)
+        self.noise_multiplier, self.max_grad_norm, self.seed = (noise_multiplier, max_grad_norm,
+                                                                seed)
+
+    def gradient(self, client: ClientContext, generator: torch.Generator | None) -> GradientFn:
+        module = client.model.module
+        if module.training and any(isinstance(m, BatchNorm2d) for m in module.modules()):
+            raise GradinvError("dpsgd needs per-example gradients, and BatchNorm in train mode "
+                               "mixes the examples of a batch: use eval mode (--mode eval)")
+        return self._bound(self.noise_multiplier, generator)
+
+    def attacker_gradient(self) -> GradientFn:
+        return self._bound(0.0, None)
+
+    def _bound(self, noise_multiplier: float, generator: torch.Generator | None) -> GradientFn:
+        def gradient(loss: LossFn, params: Params, images: torch.Tensor,
+                     labels: torch.Tensor) -> Params:
+            return private_gradient(loss, params, images, labels,
+                                    max_grad_norm=self.max_grad_norm,
+                                    noise_multiplier=noise_multiplier, generator=generator)
+        return gradient

@@ -1,0 +1,95 @@
+"""Defenses composed in order: what the client applies, and what a knowing attacker replays."""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+
+from ..types import DefenseSpec, GradinvError
+from .base import ClientContext, Defense, LocalDefense, Params, UpdateDefense, create, parse_spec
+
+if TYPE_CHECKING:
+    from ..fl.functional import GradientFn
+
+SpecLike = DefenseSpec | str | tuple[str, dict]
+
+
+def as_spec(item: SpecLike) -> DefenseSpec:
+    """A ``DefenseSpec``, a ``"name:key=value"`` string or a ``(name, settings)`` pair."""
+    if isinstance(item, DefenseSpec):
+        return item
+    if isinstance(item, str):
+        return parse_spec(item)
+    if (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)
+            and isinstance(item[1], dict)):
+        return DefenseSpec(item[0], dict(item[1]))
+    raise GradinvError(f"a defense is 'name:key=value,...', (name, settings) or a DefenseSpec, "
+                       f"not {type(item).__name__}")
+
+
+def update_generator(seed: int, round: int, client_id: int, position: int) -> torch.Generator:
+    """A CPU generator per (seed, round, client, place in the pipeline): every update of a
+    federation gets fresh noise, and the same settings give the same defended update."""
+    state = np.random.SeedSequence([seed, round, client_id, position]).generate_state(1, np.uint64)
+    return torch.Generator().manual_seed(int(state[0]))
+
+
+class DefensePipeline:
+    """Defenses applied in order. A ``LocalDefense`` (DP-SGD) changes the local computation
+    itself, so it can only come first, once; the update transforms follow in the given order."""
+
+    def __init__(self, defenses: Sequence[Defense]) -> None:
+        local = [i for i, d in enumerate(defenses) if isinstance(d, LocalDefense)]
+        if local and local != [0]:
+            raise GradinvError(f"defense {defenses[local[-1]].name} changes the client's local "
+                               "computation: give it first, and only once")
+        self.defenses = tuple(defenses)
+
+    @classmethod
+    def from_specs(cls, specs: Iterable[SpecLike]) -> DefensePipeline:
+        if isinstance(specs, (str, DefenseSpec)) or not isinstance(specs, Iterable):
+            raise GradinvError(f"defenses must be a list of defenses, not {type(specs).__name__}")
+        return cls([create(s.name, **s.settings) for s in map(as_spec, specs)])
+
+    @property
+    def specs(self) -> tuple[DefenseSpec, ...]:
+        """Every defense with its settings as it runs, defaults included."""
+        return tuple(DefenseSpec(d.name, dict(d.settings)) for d in self.defenses)
+
+    @property
+    def local(self) -> LocalDefense | None:
+        first = self.defenses[0] if self.defenses else None
+        return first if isinstance(first, LocalDefense) else None
+
+    def _generator(self, position: int, round: int, client_id: int) -> torch.Generator | None:
+        seed = self.defenses[position].seed
+        return None if seed is None else update_generator(seed, round, client_id, position)
+
+    def client_gradient(self, client: ClientContext, *, round: int = 0,
+                        client_id: int = 0) -> GradientFn | None:
+        """The gradient the client's local steps use (None: the plain gradient)."""
+        if self.local is None:
+            return None
+        return self.local.gradient(client, self._generator(0, round, client_id))
+
+    def apply(self, update: Params, client: ClientContext, *, round: int = 0,
+              client_id: int = 0) -> Params:
+        """The update transforms, in order, on the client's computed update."""
+        for position, defense in enumerate(self.defenses):
+            if isinstance(defense, UpdateDefense):
+                update = defense.apply(update, client=client,
+                                       generator=self._generator(position, round, client_id))
+        return update
+
+    def attacker_gradient(self) -> GradientFn | None:
+        """The local computation as a knowing attacker simulates it (None: the plain one)."""
+        return None if self.local is None else self.local.attacker_gradient()
+
+    def replay(self, simulated: Params, observed: Params) -> Params:
+        """The update transforms, in order, as a knowing attacker replays them."""
+        for defense in self.defenses:
+            if isinstance(defense, UpdateDefense):
+                simulated = defense.replay(simulated, observed)
+        return simulated
