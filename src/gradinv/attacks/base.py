@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from ..checks import check_bool, check_choice, check_float, check_int
+from ..defenses.pipeline import DefensePipeline
 from ..fl.functional import FunctionalModel, Params
 from ..models.layers import BatchNorm2d
 from ..types import FedAvgConfig, GradinvError, Observation, Reconstruction
@@ -25,6 +26,10 @@ class Target:
 
     ``simulate(images, labels)`` recomputes the client's update for candidate images exactly the
     way the client did (FedSGD gradient, or the unrolled FedAvg local steps), differentiably.
+    When the threat model says the server knows the client's ``defenses``, the simulated client
+    applies them too, as far as they can be replayed: DP-SGD's per-example clipping (not its
+    noise), clipping, quantisation (straight-through), and for pruning defenses only the
+    entries the observed update kept are compared. Every attack matches through here.
     """
 
     model: FunctionalModel
@@ -34,11 +39,15 @@ class Target:
     labels_inferred: bool
     fedavg: FedAvgConfig | None
     bn_stats: BNStats | None = None
+    defenses: DefensePipeline | None = None
 
     def simulate(self, images: torch.Tensor, labels: torch.Tensor) -> Params:
+        gradient = None if self.defenses is None else self.defenses.attacker_gradient()
         if self.fedavg is None:
-            return self.model.fedsgd_update(images, labels)
-        return self.model.fedavg_update(images, labels, self.fedavg)
+            update = self.model.fedsgd_update(images, labels, gradient)
+        else:
+            update = self.model.fedavg_update(images, labels, self.fedavg, gradient)
+        return update if self.defenses is None else self.defenses.replay(update, self.observed)
 
     def matching_cost(self, cost: str, top_k: int | None
                       ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -91,6 +100,8 @@ def prepare_target(
         labels_inferred=inferred,
         fedavg=fedavg if observation.kind == "fedavg" else None,
         bn_stats=_bn_stats_for(fmodel.module, observation, device),
+        defenses=(DefensePipeline.from_specs(observation.defenses) if observation.defenses
+                  else None),
     )
 
 
