@@ -10,14 +10,15 @@ from torch import nn
 
 from . import attacks
 from .data import adapt_channels, load_dataset, private_batch
+from .defenses import DefensePipeline
 from .fl import compute_update, observe
 from .metrics import Scores, score
 from .models import available_models, build_model, default_init_scheme
 from .priors import load_prior
 from .report import Row, new_run_dir, write_run
 from .checks import check_bool, check_int
-from .types import (FedAvgConfig, GradinvError, Observation, PrivateBatch, Reconstruction,
-                    ThreatModel, UpdateKind)
+from .types import (DefenseSpec, FedAvgConfig, GradinvError, Observation, PrivateBatch,
+                    Reconstruction, ThreatModel, UpdateKind)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -45,7 +46,12 @@ class PriorSpec:
 
 @dataclass(frozen=True)
 class AuditConfig:
-    """Everything that defines one audit run; saved verbatim in the run folder."""
+    """Everything that defines one audit run; saved verbatim in the run folder.
+
+    ``defenses``: what the client applies to its update, in order, each a ``DefenseSpec``, a
+    ``"name:key=value,..."`` string or a ``(name, settings)`` pair; stored as specs with every
+    setting as it runs (defaults included).
+    """
 
     attack: str = "gi"
     model: str = "lenet"
@@ -62,6 +68,7 @@ class AuditConfig:
     update: UpdateKind = "fedsgd"
     fedavg: FedAvgConfig = field(default_factory=FedAvgConfig)
     threat: ThreatModel = field(default_factory=ThreatModel)
+    defenses: tuple[DefenseSpec, ...] = ()
     hyperparameters: dict = field(default_factory=dict)
     prior: PriorSpec | None = None
     seed: int = 0
@@ -88,6 +95,7 @@ class AuditConfig:
                                "--bn-stats (the client leaks them) or drop --bn-prior")
         if self.width is not None and self.model == "lenet":
             raise GradinvError("LeNet has a fixed width (DLG's); drop --width")
+        object.__setattr__(self, "defenses", DefensePipeline.from_specs(self.defenses).specs)
         # Record the scheme actually used, not "default": it changes how much leaks.
         if self.init_scheme is None and self.model in available_models():
             object.__setattr__(self, "init_scheme", default_init_scheme(self.model))
@@ -169,7 +177,8 @@ def run_audit(config: AuditConfig, *, out: str | Path | None = "runs", progress:
                             width=config.width, seed=config.seed,
                             init_scheme=config.init_scheme)
     update = compute_update(model, batch, kind=config.update, fedavg=config.fedavg,
-                            mode=config.threat.model_mode)
+                            mode=config.threat.model_mode,
+                            defenses=DefensePipeline.from_specs(config.defenses))
     observation = observe(update, config.threat)
     outcomes = run_attacks(chosen, model, observation, batch,
                            image_shape=tuple(batch.images.shape[1:]),

@@ -4,9 +4,9 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-from dataclasses import fields
+from dataclasses import fields, replace
 
-from . import attacks
+from . import attacks, defenses
 from .attacks.gi import INITS
 from .audit import AuditConfig, AuditResult, PriorSpec, resolve_device, run_audit
 from .data import DATASETS
@@ -42,6 +42,13 @@ def _add_attack_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--channels", type=int, default=3, help="the model's input channels")
     _add_update_arguments(p)
     _add_threat_arguments(p, mode="eval")
+    p.add_argument("--defense", action="append", metavar="SPEC",
+                   help="a defense the client applies before sending (see 'gradinv list'), as "
+                   "NAME or NAME:key=value,...; repeat to apply several in order, e.g. "
+                   "--defense prune:rate=0.9 --defense noise:sigma=0.01")
+    p.add_argument("--defense-known", action="store_true",
+                   help="the server knows the client's defenses (not its random draws): the "
+                   "attacks replay them")
     p.add_argument("--record", help="attack an update of this federation record (from "
                    "'gradinv fl simulate') instead: model, weights and threat model come from it")
     p.add_argument("--round", type=int, help="with --record: the round of the update")
@@ -128,14 +135,18 @@ def config_from_args(args: argparse.Namespace) -> AuditConfig:
         data_dir=args.data_dir, split=args.split, batch_size=args.batch_size, offset=args.offset,
         distinct_labels=not args.allow_repeated_labels, image_size=args.image_size,
         channels=args.channels, update=args.update, fedavg=_fedavg_from_args(args),
-        threat=_threat_from_args(args), hyperparameters=_hyperparameters(args), seed=args.seed,
-        device=args.device, prior=_prior_from_args(args),
+        threat=replace(_threat_from_args(args), defense_known=args.defense_known),
+        defenses=tuple(args.defense or ()), hyperparameters=_hyperparameters(args),
+        seed=args.seed, device=args.device, prior=_prior_from_args(args),
     )
 
 
 def record_config_from_args(args: argparse.Namespace) -> RecordAuditConfig:
     if args.round is None or args.client is None:
         raise GradinvError("--record needs --round and --client (the update to attack)")
+    if args.defense or args.defense_known:
+        raise GradinvError("--defense and --defense-known describe a fresh client update; a "
+                           "record's updates are attacked as they were recorded")
     return RecordAuditConfig(record=args.record, round=args.round, client=args.client,
                              attack=args.attack, hyperparameters=_hyperparameters(args),
                              prior=_prior_from_args(args), seed=args.seed, device=args.device)
@@ -168,6 +179,9 @@ def cmd_attack(args: argparse.Namespace) -> None:
 def cmd_list(args: argparse.Namespace) -> None:
     print("attacks:")
     for name, summary in attacks.available().items():
+        print(f"  {name:8s} {summary}")
+    print("defenses (--defense NAME:key=value,...):")
+    for name, summary in defenses.available().items():
         print(f"  {name:8s} {summary}")
     print(f"models:   {', '.join(available_models())}")
     print(f"datasets: {', '.join(DATASETS)}")
