@@ -11,18 +11,19 @@ from .base import ClientContext, Params, UpdateDefense, register
 MODES = ("sign", "uniform")
 
 
-def scaled_sign(values: torch.Tensor) -> torch.Tensor:
-    """sign(x) times the mean |x| of the tensor: values in {-1, 0, +1} * scale."""
-    return values.sign() * values.abs().mean()
+def uniform_grid(values: torch.Tensor, bits: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The lowest level and the spacing of 2^bits evenly spaced levels spanning [min, max]."""
+    low = values.min()
+    return low, (values.max() - low) / (2**bits - 1)
 
 
-def uniform_levels(values: torch.Tensor, bits: int) -> torch.Tensor:
-    """Each entry rounded to the nearest of 2^bits evenly spaced levels spanning the tensor's
-    [min, max] (a constant tensor is left as it is)."""
-    low, high = values.min(), values.max()
-    step = (high - low) / (2**bits - 1)
+def to_levels(values: torch.Tensor, low: torch.Tensor, step: torch.Tensor,
+              bits: int) -> torch.Tensor:
+    """Each entry rounded to the nearest of the 2^bits levels low + k * step (a zero step,
+    a constant tensor, leaves the values as they are)."""
     safe = torch.where(step > 0, step, torch.ones_like(step))
-    return torch.where(step > 0, low + torch.round((values - low) / safe) * safe, values)
+    index = torch.round((values - low) / safe).clamp(0, 2**bits - 1)
+    return torch.where(step > 0, low + index * safe, values)
 
 
 @register
@@ -30,9 +31,14 @@ class Quantize(UpdateDefense):
     """Quantise every tensor of the update: ``mode="sign"`` sends sign(x) * mean|x|;
     ``mode="uniform"`` rounds to 2^``bits`` levels between the tensor's min and max.
 
-    A knowing attacker quantises its simulated update the same way, with a straight-through
-    gradient (the quantised value forward, the identity backward), since rounding and sign have
-    zero gradient almost everywhere.
+    A knowing attacker quantises its simulated update the same way and passes the gradient
+    straight through (the quantised value forward, the identity backward), since rounding and
+    sign have zero gradient almost everywhere. Uniform levels are read off the observed tensor
+    (its min and max are the extreme levels) instead of the candidate's own extremes, which
+    move during the search. Measured with GI on LeNet (16 px, 300 iterations, 3 images): the
+    candidate's own levels lost 1.5-2.3 dB against ignoring a known 2-bit quantisation, the
+    observed levels gained 6-11 dB; for the sign, the candidate's own scale (9.7-13.0 dB above
+    ignoring it) beat the observed scale (4.3-9.9 dB), so the sign keeps the client's rule.
     """
 
     name = "quantize"
@@ -46,14 +52,29 @@ class Quantize(UpdateDefense):
             check_int("bits", bits, low=1, high=16, where=self.name)
         self.mode, self.bits = mode, bits
 
-    def _quantize(self, values: torch.Tensor) -> torch.Tensor:
+    def _grid(self, values: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The client's per-tensor parameters: (scale,) for sign, (low, step) for uniform."""
         if self.mode == "sign":
-            return scaled_sign(values)
-        return uniform_levels(values, self.bits)  # type: ignore[arg-type]
+            return (values.abs().mean(),)
+        return uniform_grid(values, self.bits)  # type: ignore[arg-type]
+
+    def _replay_grid(self, simulated: torch.Tensor,
+                     observed: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """The attacker's parameters: the candidate's own scale (sign), the observed levels
+        (uniform)."""
+        if self.mode == "sign":
+            return self._grid(simulated)
+        return uniform_grid(observed, self.bits)  # type: ignore[arg-type]
+
+    def _quantize(self, values: torch.Tensor, grid: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        if self.mode == "sign":
+            return values.sign() * grid[0]
+        return to_levels(values, *grid, self.bits)  # type: ignore[arg-type]
 
     def apply(self, update: Params, *, generator: torch.Generator | None,
               client: ClientContext) -> Params:
-        return {k: self._quantize(t) for k, t in update.items()}
+        return {k: self._quantize(t, self._grid(t)) for k, t in update.items()}
 
     def replay(self, simulated: Params, observed: Params) -> Params:
-        return {k: t + (self._quantize(t) - t).detach() for k, t in simulated.items()}
+        return {k: t + (self._quantize(t, self._replay_grid(t, observed[k])) - t).detach()
+                for k, t in simulated.items()}
