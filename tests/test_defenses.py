@@ -367,6 +367,9 @@ def test_audit_config_records_effective_defenses(tmp_path, capsys):
     assert saved["threat"]["defense_known"] is True
     assert saved["defenses"] == [{"name": "prune", "settings": {"rate": 0.9, "scope": "tensor"}},
                                  {"name": "noise", "settings": {"sigma": 0.01, "seed": 0}}]
+    assert AuditConfig(defenses=saved["defenses"]).defenses == (  # the record reads back
+        DefenseSpec("prune", {"rate": 0.9, "scope": "tensor"}),
+        DefenseSpec("noise", {"sigma": 0.01, "seed": 0}))
     capsys.readouterr()
     assert main(["attack", "--defense", "prune:rate=x", "--out", str(tmp_path)]) == 2
     assert "rate must be a finite number" in capsys.readouterr().err

@@ -13,15 +13,18 @@ from .base import ClientContext, Defense, LocalDefense, Params, UpdateDefense, c
 if TYPE_CHECKING:
     from ..fl.functional import GradientFn
 
-SpecLike = DefenseSpec | str | tuple[str, dict]
+SpecLike = DefenseSpec | str | tuple[str, dict] | dict
 
 
 def as_spec(item: SpecLike) -> DefenseSpec:
-    """A ``DefenseSpec``, a ``"name:key=value"`` string or a ``(name, settings)`` pair."""
+    """A ``DefenseSpec``, a ``"name:key=value"`` string, a ``(name, settings)`` pair, or the
+    ``{"name": ..., "settings": ...}`` a run's config.json holds."""
     if isinstance(item, DefenseSpec):
         return item
     if isinstance(item, str):
         return parse_spec(item)
+    if isinstance(item, dict) and "name" in item and set(item) <= {"name", "settings"}:
+        item = (item["name"], item.get("settings", {}))
     if (isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)
             and isinstance(item[1], dict)):
         return DefenseSpec(item[0], dict(item[1]))
