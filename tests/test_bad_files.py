@@ -140,7 +140,7 @@ def user_module(tmp_path, monkeypatch):
     ("bad_gens:flat", {"latent_dim": 5}, "fails on latents of shape (2, 5)"),
     ("bad_gens:nan", {"latent_dim": 4}, "non-finite"),
     ("bad_gens:flat", {}, "--latent-dim"),
-    ("bad_gens:good", {"latent_dim": 0}, "latent_dim must be an integer with latent_dim >= 1"),
+    ("bad_gens:good", {"latent_dim": 0}, "latent_dim must be an integer with 1 <= latent_dim"),
     ("bad_gens:good", {"output_range": (1.0, 1.0)}, "output_range"),
     ("bad_gens:good", {"output_range": (0.0, float("inf"))}, "output_range"),
     ("bad_gens:good", {"output_range": (1.0, -1.0)}, "low < high"),

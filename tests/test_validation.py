@@ -22,10 +22,11 @@ NOT_NUMBERS = st.text(max_size=4) | st.booleans() | st.lists(st.integers(), max_
 
 
 def integer(low: int, high: int = 10**9, *, optional: bool = False):
-    """(valid, invalid) strategies for an integer setting >= low (floats such as 3.0 are invalid)."""
+    """(valid, invalid) strategies for an integer setting in [low, high] (floats such as 3.0 are
+    invalid; every integer setting has an upper bound, 10**9 unless it says otherwise)."""
     valid = st.integers(low, high) | (st.none() if optional else st.nothing())
-    invalid = (st.integers(max_value=low - 1) | st.floats() | NOT_NUMBERS
-               | (st.nothing() if optional else st.none()))
+    invalid = (st.integers(max_value=low - 1) | st.integers(min_value=high + 1) | st.floats()
+               | NOT_NUMBERS | (st.nothing() if optional else st.none()))
     return valid, invalid
 
 

@@ -10,12 +10,19 @@ import math
 import numbers
 from collections.abc import Collection
 
+# Upper bounds, far beyond any useful setting but low enough that a typo such as 2**64 is refused
+# here instead of looping without end or overflowing inside torch: every integer setting is at
+# most MAX_COUNT (iterations, restarts, epochs, rounds, clients, images) unless it says otherwise,
+# and sizes (image side, channels, model and generator width, latent size) at most MAX_SIZE.
+MAX_COUNT = 10**9
+MAX_SIZE = 4096
+
 
 class GradinvError(Exception):
     """An error caused by the user's input; the CLI prints it as one line."""
 
 
-def check_int(name: str, value: object, *, low: int | None = None, high: int | None = None,
+def check_int(name: str, value: object, *, low: int | None = None, high: int = MAX_COUNT,
               optional: bool = False, where: str = "") -> None:
     """An integer (a bool is not one) in [low, high]; also None when ``optional``. ``where``
     (an attack's or a prior's name) prefixes the message."""

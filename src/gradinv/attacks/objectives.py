@@ -5,6 +5,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
+from ..types import GradinvError
+
 Params = dict[str, torch.Tensor]
 BNStats = dict[str, tuple[torch.Tensor, torch.Tensor]]
 
@@ -26,9 +28,12 @@ COSTS = {"cosine": cosine_cost, "l2": l2_cost}
 
 
 def top_k_layers(target: Params, k: int | None) -> list[str]:
-    """The names of the k tensors with the largest observed norm (all of them when k is None)."""
+    """The names of the k tensors with the largest observed norm (all of them when k is None);
+    a k beyond the update's tensors would silently match them all, so it is refused."""
     names = list(target)
-    if k is None or k >= len(names):
+    if k is not None and k > len(names):
+        raise GradinvError(f"top_k {k} is more than the {len(names)} tensors of the update")
+    if k is None or k == len(names):
         return names
     norms = torch.stack([target[n].norm() for n in names])
     keep = set(norms.topk(k).indices.tolist())

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..checks import check_int, one_line
+from ..checks import MAX_SIZE, check_int, one_line
 from ..data import adapt_channels
 from ..files import load_torch_file, load_weights, save_torch_file
 from ..types import GradinvError
@@ -38,7 +38,8 @@ class Prior:
     name: str = "generator"
 
     def __post_init__(self) -> None:
-        check_int("latent_dim", self.latent_dim, low=1, where=f"prior {self.name!r}")
+        check_int("latent_dim", self.latent_dim, low=1, high=MAX_SIZE,
+                  where=f"prior {self.name!r}")
         self.output_range = _checked_range(self.output_range, self.name)
         self.generator.eval()
         for p in self.generator.parameters():
@@ -181,7 +182,8 @@ def _required_arguments(make: Callable) -> list[str]:
 
 def _latent_size(factory: str, gen: nn.Module, latent_dim: int | None) -> int:
     """The given latent size, checked against the generator's own ``latent_dim`` if it has one."""
-    check_int("latent_dim", latent_dim, low=1, optional=True, where=f"prior {factory!r}")
+    check_int("latent_dim", latent_dim, low=1, high=MAX_SIZE, optional=True,
+              where=f"prior {factory!r}")
     own = getattr(gen, "latent_dim", None)
     if latent_dim is None and own is None:
         raise GradinvError(f"give the latent size of {factory!r} (--latent-dim)")
@@ -230,5 +232,7 @@ def load_prior(source: str, *, weights: str | Path | None = None, latent_dim: in
     if Path(source).exists():
         gen = load_generator(source)
         return Prior(gen, gen.latent_dim, (-1.0, 1.0), Path(source).stem)
+    if "/" in source or Path(source).suffix:
+        raise GradinvError(f"prior file {source} does not exist")
     raise GradinvError(f"unknown prior {source!r}: use fashion-mnist, faces, a generator file "
                        "or package.module:factory")
