@@ -47,8 +47,10 @@ def test_classes_partition_gives_k_classes_per_client():
 
 
 def test_partition_without_data_for_every_client_is_refused():
-    with pytest.raises(GradinvError, match="without data"):
+    with pytest.raises(GradinvError, match="6 clients but only 5 examples"):
         partition(LABELS[:5], 6, scheme="iid")
+    with pytest.raises(GradinvError, match="without data"):
+        partition(LABELS[:5], 5, scheme="dirichlet", alpha=0.01)
     with pytest.raises(GradinvError, match="classes_per_client"):
         partition(LABELS, 4, scheme="classes", classes_per_client=11)
 
@@ -112,7 +114,7 @@ def test_resuming_with_other_settings_is_refused(tmp_path):
 
 
 def test_update_attacked_against_another_rounds_weights_matches_worse(tmp_path):
-    config = _config(model="lenet", batch_size=1, rounds=4)
+    config = _config(model="lenet", width=None, batch_size=1, rounds=4)
     record = simulate(config, tmp_path, progress=False, log=lambda _: None)
     entry = next(e for e in record.entries() if e.round == 3)
     observation = record.observation(3, entry.client_id)

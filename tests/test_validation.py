@@ -142,16 +142,16 @@ def test_fedavg_config_numbers(field, spec, data):
 
 @pytest.mark.parametrize("field,spec", [
     ("batch_size", integer(1)), ("epochs", integer(1)), ("max_images", integer(1, optional=True)),
-    ("lr", real(0, open_low=True)), ("latent_dim", integer(1)), ("width", integer(1)),
+    ("lr", real(0, open_low=True)), ("latent_dim", integer(1, 4096)),
+    ("width", integer(1, 4096)),
     ("seed", integer(0, 2**63 - 1)),
 ])
 @EXAMPLES
 @given(data=st.data())
 def test_prior_training_config_numbers(field, spec, data):
     assert PriorTrainingConfig(**{field: data.draw(spec[0])})
-    invalid = spec[1] | st.integers(min_value=2**63) if field == "seed" else spec[1]
     with pytest.raises(GradinvError, match=field):
-        PriorTrainingConfig(**{field: data.draw(invalid)})
+        PriorTrainingConfig(**{field: data.draw(spec[1])})
 
 
 @EXAMPLES

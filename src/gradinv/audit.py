@@ -1,7 +1,7 @@
 """The whole audit in one call: data -> client update -> observation -> attack -> scores -> report."""
 from __future__ import annotations
 
-import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -9,29 +9,36 @@ import torch
 from torch import nn
 
 from . import attacks
-from .data import adapt_channels, load_dataset, private_batch
+from .checks import MAX_COUNT, MAX_SIZE, check_bool, check_choice, check_int
+from .data import DATASETS, adapt_channels, load_dataset, private_batch, resolve_split
 from .defenses import DefensePipeline
+from .files import check_writable
 from .fl import compute_update, observe
 from .metrics import Scores, score
-from .models import available_models, build_model, default_init_scheme
+from .models import (INIT_SCHEMES, available_models, build_model, check_width,
+                     default_init_scheme, has_batch_norm)
 from .priors import load_prior
 from .report import Row, new_run_dir, write_run
-from .checks import check_bool, check_int
 from .types import (DefenseSpec, FedAvgConfig, GradinvError, Observation, PrivateBatch,
-                    Reconstruction, ThreatModel, UpdateKind)
+                    Reconstruction, ThreatModel, UpdateKind, resolve_fedavg)
 
 
 def resolve_device(name: str) -> torch.device:
-    """'auto' picks CUDA when present; asking for CUDA without a GPU is a user error."""
+    """'auto' picks CUDA when present; 'cpu', 'cuda' and 'cuda:N' name a device, and asking for
+    a GPU that is not there is a user error. Other torch device types (meta, mps, ...) are
+    refused: the attacks are written for CPU and CUDA only."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
+    if not isinstance(name, str) or not re.fullmatch(r"cpu|cuda(:\d+)?", name):
+        raise GradinvError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N")
+    device = torch.device(name)
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if device.type == "cuda" and not gpus:
         raise GradinvError(f"device {name!r} requested but no CUDA GPU is available; "
                            "use --device cpu or auto")
-    try:
-        return torch.device(name)
-    except RuntimeError:
-        raise GradinvError(f"unknown device {name!r}; use auto, cpu or cuda") from None
+    if device.type == "cuda" and (device.index or 0) >= gpus:
+        raise GradinvError(f"device {name!r} requested but there are only {gpus} CUDA GPUs")
+    return device
 
 
 @dataclass(frozen=True)
@@ -59,14 +66,14 @@ class AuditConfig:
     init_scheme: str | None = None
     dataset: str = "default"
     data_dir: str | None = None
-    split: str = "test"
+    split: str | None = None  # None: 'test' for a dataset with splits
     batch_size: int = 1
     offset: int = 0
     distinct_labels: bool = True
     image_size: int = 32
     channels: int = 3
     update: UpdateKind = "fedsgd"
-    fedavg: FedAvgConfig = field(default_factory=FedAvgConfig)
+    fedavg: FedAvgConfig | None = None  # None: the default recipe for FedAvg
     threat: ThreatModel = field(default_factory=ThreatModel)
     defenses: tuple[DefenseSpec, ...] = ()
     hyperparameters: dict = field(default_factory=dict)
@@ -75,30 +82,56 @@ class AuditConfig:
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        for name, low in (("batch_size", 1), ("offset", 0), ("image_size", 4), ("channels", 1)):
-            check_int(name, getattr(self, name), low=low)
-        check_int("width", self.width, low=1, optional=True)
-        check_int("seed", self.seed, low=0, high=2**63 - 1)
+        if not isinstance(self.threat, ThreatModel):
+            raise GradinvError(f"threat must be a ThreatModel, not {type(self.threat).__name__}")
+        check_attack_settings(self)
+        check_choice("model", self.model, available_models())
+        check_width(self.model, self.width)
+        check_choice("dataset", self.dataset, DATASETS)
+        for name, low, high in (("batch_size", 1, MAX_COUNT), ("offset", 0, MAX_COUNT),
+                                ("image_size", 4, MAX_SIZE), ("channels", 1, MAX_SIZE)):
+            check_int(name, getattr(self, name), low=low, high=high)
         check_bool("distinct_labels", self.distinct_labels)
-        for name, kind in (("threat", ThreatModel), ("fedavg", FedAvgConfig),
-                           ("hyperparameters", dict)):
-            if not isinstance(getattr(self, name), kind):
-                raise GradinvError(f"{name} must be a {kind.__name__}, not "
-                                   f"{type(getattr(self, name)).__name__}")
-        if isinstance(self.prior, str):  # audit(prior="faces") names a source
-            object.__setattr__(self, "prior", PriorSpec(self.prior))
-        if self.prior is not None and not isinstance(self.prior, PriorSpec):
-            raise GradinvError(f"prior must be a source name or a PriorSpec, not "
-                               f"{type(self.prior).__name__}")
-        if "bn_stats" in self.hyperparameters and not self.threat.bn_stats_known:
-            raise GradinvError("the BatchNorm-statistics prior needs the statistics: add "
-                               "--bn-stats (the client leaks them) or drop --bn-prior")
-        if self.width is not None and self.model == "lenet":
-            raise GradinvError("LeNet has a fixed width (DLG's); drop --width")
-        object.__setattr__(self, "defenses", DefensePipeline.from_specs(self.defenses).specs)
-        # Record the scheme actually used, not "default": it changes how much leaks.
-        if self.init_scheme is None and self.model in available_models():
+        # Record what is actually used, not "default": the scheme changes how much leaks.
+        if self.init_scheme is None:
             object.__setattr__(self, "init_scheme", default_init_scheme(self.model))
+        check_choice("init_scheme", self.init_scheme, sorted(INIT_SCHEMES))
+        object.__setattr__(self, "split", resolve_split(self.dataset, self.split))
+        object.__setattr__(self, "fedavg", resolve_fedavg(self.update, self.fedavg, self.threat))
+        object.__setattr__(self, "defenses", DefensePipeline.from_specs(self.defenses).specs)
+        if self.threat.defense_known and not self.defenses:
+            raise GradinvError("--defense-known says the server knows the client's defenses, "
+                               "but there are none; add --defense or drop --defense-known")
+
+
+def check_attack_settings(config: object) -> None:
+    """What every audit config shares: its seed, its hyper-parameters (a dict) and its prior (a
+    source name becomes a ``PriorSpec``, as in ``audit(prior="faces")``)."""
+    check_int("seed", config.seed, low=0, high=2**63 - 1)  # type: ignore[attr-defined]
+    hyper = config.hyperparameters  # type: ignore[attr-defined]
+    if not isinstance(hyper, dict):
+        raise GradinvError(f"hyperparameters must be a dict, not {type(hyper).__name__}")
+    prior = config.prior  # type: ignore[attr-defined]
+    if isinstance(prior, str):
+        object.__setattr__(config, "prior", PriorSpec(prior))
+    elif prior is not None and not isinstance(prior, PriorSpec):
+        raise GradinvError(f"prior must be a source name or a PriorSpec, not "
+                           f"{type(prior).__name__}")
+
+
+def check_bn_prior(hyperparameters: dict, threat: ThreatModel, model: nn.Module) -> None:
+    """The BatchNorm-statistics prior (--bn-prior) compares candidates' statistics with the
+    client's: without leaked statistics or without BatchNorm layers it would weigh nothing."""
+    if "bn_stats" not in hyperparameters:
+        return
+    if not threat.bn_stats_known:
+        raise GradinvError("the BatchNorm-statistics prior needs the statistics, which this "
+                           "threat model withholds; drop --bn-prior, or add --bn-stats (the "
+                           "client leaks them) for a fresh batch")
+    if not has_batch_norm(model):
+        raise GradinvError(f"the BatchNorm-statistics prior needs BatchNorm layers, and the "
+                           f"model ({type(model).__name__}) has no BatchNorm layers; drop "
+                           "--bn-prior")
 
 
 @dataclass(frozen=True)
@@ -146,15 +179,17 @@ def attack_names(attack: str) -> list[str]:
 
 def build_attacks(attack: str, hyperparameters: dict,
                   prior: PriorSpec | None = None) -> dict[str, attacks.Attack]:
-    """Each attack gets the shared hyper-parameters it accepts (same budget for all)."""
+    """Each attack gets the shared hyper-parameters it accepts (same budget for all); one that
+    no attack takes is refused before any prior is loaded."""
+    names = attack_names(attack)
+    accepted = {n: attacks.accepted_hyperparameters(n) for n in names}
+    given = [*hyperparameters, *(["prior"] if prior is not None else [])]
+    unused = [k for k in given if not any(k in a for a in accepted.values())]
+    if unused:
+        raise GradinvError(f"no attack among {', '.join(names)} takes {unused[0]!r}")
     hyper = dict(hyperparameters)
     if prior is not None:
         hyper["prior"] = load_prior(**asdict(prior))
-    names = attack_names(attack)
-    accepted = {n: attacks.accepted_hyperparameters(n) for n in names}
-    unused = [k for k in hyper if not any(k in a for a in accepted.values())]
-    if unused:
-        raise GradinvError(f"no attack among {', '.join(names)} takes {unused[0]!r}")
     return {n: attacks.create(n, **{k: v for k, v in hyper.items() if k in accepted[n]})
             for n in names}
 
@@ -176,6 +211,7 @@ def run_audit(config: AuditConfig, *, out: str | Path | None = "runs", progress:
                             num_classes=dataset.num_classes, image_size=config.image_size,
                             width=config.width, seed=config.seed,
                             init_scheme=config.init_scheme)
+    check_bn_prior(config.hyperparameters, config.threat, model)
     update = compute_update(model, batch, kind=config.update, fedavg=config.fedavg,
                             mode=config.threat.model_mode,
                             defenses=DefensePipeline.from_specs(config.defenses))
@@ -200,16 +236,6 @@ def run_settings(config: object, chosen: dict[str, attacks.Attack],
     return {**asdict(config), "device": str(device),  # type: ignore[call-overload]
             "device_requested": config.device,  # type: ignore[attr-defined]
             "attacks": {name: attack.settings for name, attack in chosen.items()}}
-
-
-def check_writable(out: str | Path) -> None:
-    """Refuse an output folder that cannot be written *before* spending the attack's time."""
-    path = Path(out)
-    existing = next(p for p in (path, *path.parents) if p.exists())
-    if not existing.is_dir():
-        raise GradinvError(f"cannot write results under {out}: {existing} is not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise GradinvError(f"cannot write results under {out}: {existing} is not writable")
 
 
 def run_attacks(chosen: dict[str, attacks.Attack], model: nn.Module, observation: Observation,

@@ -11,6 +11,7 @@ from .attacks.gi import INITS
 from .audit import AuditConfig, AuditResult, PriorSpec, resolve_device, run_audit
 from .data import DATASETS
 from .data.partition import PARTITIONS
+from .fl import federation
 from .fl.federation import FederationConfig, simulate
 from .fl.record import open_record
 from .models import INIT_SCHEMES, available_models
@@ -20,28 +21,45 @@ from .types import FedAvgConfig, GradinvError, ThreatModel
 
 HYPERPARAMETERS = ("iterations", "restarts", "lr", "tv", "cost", "top_k", "latent_iterations",
                    "init")
+# FedAvg's local options and the FedAvgConfig fields they set.
+LOCAL_OPTIONS = {"local_lr": "lr", "local_batch_size": "local_batch_size",
+                 "local_epochs": "epochs"}
+# The options of 'gradinv attack' that make the fresh client batch and its update, named like
+# the AuditConfig fields they set (unset: None, so that a given one can be told apart) ...
+BATCH_FIELDS = ("model", "width", "init_scheme", "dataset", "data_dir", "split", "batch_size",
+                "offset", "image_size", "channels", "update")
+# ... and all of them, switches included: a record fixes every one, so with --record they
+# would be silently ignored.
+FRESH_OPTIONS = (*BATCH_FIELDS, "allow_repeated_labels", *LOCAL_OPTIONS, "unknown_labels",
+                 "unknown_count", "bn_stats", "unknown_hparams", "mode", "defense",
+                 "defense_known")
 
 
 def _add_attack_arguments(p: argparse.ArgumentParser) -> None:
+    d = AuditConfig()
     p.add_argument("--attack", default="gi", help="attack name (see 'gradinv list'), or a "
                    "comma-separated list to compare on the same update with the same budget")
-    p.add_argument("--model", default="lenet", help=f"victim model: {', '.join(available_models())}")
+    p.add_argument("--model", help=f"victim model: {', '.join(available_models())} (default "
+                   f"{d.model})")
     p.add_argument("--width", type=int, help="model width (convnet, resnet18)")
     p.add_argument("--init-scheme", choices=sorted(INIT_SCHEMES),
                    help="victim initialisation; default: kaiming-fan-out (as torchvision) for "
                    "convnet and resnet18, dlg-uniform for lenet; pytorch: the layer defaults, "
                    "whose gradients leak far more")
-    p.add_argument("--dataset", default="default", help=f"one of {', '.join(DATASETS)}")
+    p.add_argument("--dataset", help=f"one of {', '.join(DATASETS)} (default {d.dataset})")
     p.add_argument("--data-dir", help="folder holding the dataset's files")
-    p.add_argument("--split", default="test", choices=["train", "test"])
-    p.add_argument("--batch-size", type=int, default=1)
-    p.add_argument("--offset", type=int, default=0, help="index where the batch search starts")
+    p.add_argument("--split", choices=["train", "test"], help=f"default {d.split} (datasets "
+                   "with a train and a test split only)")
+    p.add_argument("--batch-size", type=int, help=f"default {d.batch_size}")
+    p.add_argument("--offset", type=int, help="index where the batch search starts (default "
+                   f"{d.offset})")
     p.add_argument("--allow-repeated-labels", action="store_true",
                    help="allow a batch to hold several images of one class")
-    p.add_argument("--image-size", type=int, default=32)
-    p.add_argument("--channels", type=int, default=3, help="the model's input channels")
-    _add_update_arguments(p)
-    _add_threat_arguments(p, mode="eval")
+    p.add_argument("--image-size", type=int, help=f"default {d.image_size}")
+    p.add_argument("--channels", type=int, help=f"the model's input channels (default "
+                   f"{d.channels})")
+    _add_update_arguments(p, update=None)
+    _add_threat_arguments(p, mode=None)
     p.add_argument("--defense", action="append", metavar="SPEC",
                    help="a defense the client applies before sending (see 'gradinv list'), as "
                    "NAME or NAME:key=value,...; repeat to apply several in order, e.g. "
@@ -77,32 +95,51 @@ def _add_attack_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-def _add_update_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--update", default="fedsgd", choices=["fedsgd", "fedavg"])
-    p.add_argument("--local-lr", type=float, default=1e-2, help="FedAvg client learning rate")
-    p.add_argument("--local-batch-size", type=int, default=4, help="FedAvg client batch size")
-    p.add_argument("--local-epochs", type=int, default=1, help="FedAvg client epochs")
+def _add_update_arguments(p: argparse.ArgumentParser, *, update: str | None) -> None:
+    """--update and FedAvg's local recipe; unset local options keep FedAvgConfig's defaults."""
+    d = FedAvgConfig()
+    p.add_argument("--update", default=update, choices=["fedsgd", "fedavg"],
+                   help="default fedsgd")
+    p.add_argument("--local-lr", type=float, help=f"FedAvg client learning rate (default {d.lr})")
+    p.add_argument("--local-batch-size", type=int,
+                   help=f"FedAvg client batch size (default {d.local_batch_size})")
+    p.add_argument("--local-epochs", type=int, help=f"FedAvg client epochs (default {d.epochs})")
 
 
-def _add_threat_arguments(p: argparse.ArgumentParser, *, mode: str) -> None:
+def _add_threat_arguments(p: argparse.ArgumentParser, *, mode: str | None) -> None:
     p.add_argument("--unknown-labels", action="store_true", help="the server does not know labels")
     p.add_argument("--unknown-count", action="store_true",
                    help="the server does not know how many images the client used")
     p.add_argument("--bn-stats", action="store_true", help="the client leaks BatchNorm statistics")
     p.add_argument("--unknown-hparams", action="store_true",
                    help="the server does not know the client's local hyper-parameters")
-    p.add_argument("--mode", default=mode, choices=["eval", "train"], help="the model's mode")
+    p.add_argument("--mode", default=mode, choices=["eval", "train"],
+                   help=f"the model's mode (default {mode or ThreatModel().model_mode})")
 
 
-def _fedavg_from_args(args: argparse.Namespace) -> FedAvgConfig:
-    return FedAvgConfig(lr=args.local_lr, local_batch_size=args.local_batch_size,
-                        epochs=args.local_epochs)
+def _given(args: argparse.Namespace, names: Sequence[str]) -> dict:
+    """The options among ``names`` that were given (unset ones are None)."""
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
+def _refuse_given(args: argparse.Namespace, names: Sequence[str], why: str) -> None:
+    """One line for the first option among ``names`` that was given although ``why``."""
+    for name in names:
+        if getattr(args, name) is not None and getattr(args, name) is not False:
+            raise GradinvError(f"--{name.replace('_', '-')} {why}")
+
+
+def _fedavg_from_args(args: argparse.Namespace) -> FedAvgConfig | None:
+    """The local options given, as a FedAvgConfig; None when none was."""
+    given = _given(args, LOCAL_OPTIONS)
+    return FedAvgConfig(**{LOCAL_OPTIONS[k]: v for k, v in given.items()}) if given else None
 
 
 def _threat_from_args(args: argparse.Namespace) -> ThreatModel:
+    mode = {} if args.mode is None else {"model_mode": args.mode}
     return ThreatModel(labels_known=not args.unknown_labels,
                        num_images_known=not args.unknown_count, bn_stats_known=args.bn_stats,
-                       local_hparams_known=not args.unknown_hparams, model_mode=args.mode)
+                       local_hparams_known=not args.unknown_hparams, **mode)
 
 
 def _hyperparameters(args: argparse.Namespace) -> dict:
@@ -129,12 +166,11 @@ def _prior_from_args(args: argparse.Namespace) -> PriorSpec | None:
 
 
 def config_from_args(args: argparse.Namespace) -> AuditConfig:
+    """A fresh client batch: unset options keep AuditConfig's defaults."""
+    _refuse_given(args, ("round", "client"), "only applies to --record (a recorded update)")
     return AuditConfig(
-        attack=args.attack, model=args.model, width=args.width, init_scheme=args.init_scheme,
-        dataset=args.dataset,
-        data_dir=args.data_dir, split=args.split, batch_size=args.batch_size, offset=args.offset,
-        distinct_labels=not args.allow_repeated_labels, image_size=args.image_size,
-        channels=args.channels, update=args.update, fedavg=_fedavg_from_args(args),
+        attack=args.attack, **_given(args, BATCH_FIELDS),
+        distinct_labels=not args.allow_repeated_labels, fedavg=_fedavg_from_args(args),
         threat=replace(_threat_from_args(args), defense_known=args.defense_known),
         defenses=tuple(args.defense or ()), hyperparameters=_hyperparameters(args),
         seed=args.seed, device=args.device, prior=_prior_from_args(args),
@@ -142,11 +178,12 @@ def config_from_args(args: argparse.Namespace) -> AuditConfig:
 
 
 def record_config_from_args(args: argparse.Namespace) -> RecordAuditConfig:
+    """A recorded update: the record fixes the model, the data, the update and the threat
+    model (its updates are attacked as they were recorded), so options for those are refused."""
+    _refuse_given(args, FRESH_OPTIONS, "does not apply to --record: the record fixes the model, "
+                  "the client's data and update, and the threat model")
     if args.round is None or args.client is None:
         raise GradinvError("--record needs --round and --client (the update to attack)")
-    if args.defense or args.defense_known:
-        raise GradinvError("--defense and --defense-known describe a fresh client update; a "
-                           "record's updates are attacked as they were recorded")
     return RecordAuditConfig(record=args.record, round=args.round, client=args.client,
                              attack=args.attack, hyperparameters=_hyperparameters(args),
                              prior=_prior_from_args(args), seed=args.seed, device=args.device)
@@ -222,7 +259,8 @@ def _add_fl_parser(sub) -> None:
     d = FederationConfig()
     p.add_argument("--record", required=True, help="folder of the record (created or resumed)")
     p.add_argument("--model", default=d.model, help=f"one of {', '.join(available_models())}")
-    p.add_argument("--width", type=int, default=d.width, help="model width (convnet, resnet18)")
+    p.add_argument("--width", type=int, help=f"model width (convnet, resnet18; default "
+                   f"{federation.WIDTH})")
     p.add_argument("--init-scheme", choices=sorted(INIT_SCHEMES))
     p.add_argument("--dataset", default=d.dataset,
                    help="a dataset with train and test splits: default (embedded), fashion-mnist, "
@@ -234,24 +272,25 @@ def _add_fl_parser(sub) -> None:
     p.add_argument("--clients", type=int, default=d.num_clients, help="number of clients")
     p.add_argument("--partition", default=d.partition, choices=PARTITIONS,
                    help="how the train split is divided between clients")
-    p.add_argument("--alpha", type=float, default=d.alpha,
-                   help="dirichlet partition: concentration (small: few classes per client)")
-    p.add_argument("--classes-per-client", type=int, default=d.classes_per_client,
-                   help="classes partition: classes each client holds")
+    p.add_argument("--alpha", type=float, help="dirichlet partition: concentration (small: few "
+                   f"classes per client; default {federation.ALPHA})")
+    p.add_argument("--classes-per-client", type=int, help="classes partition: classes each "
+                   f"client holds (default {federation.CLASSES_PER_CLIENT})")
     p.add_argument("--clients-per-round", type=int, default=d.clients_per_round)
     p.add_argument("--rounds", type=int, default=d.rounds)
     p.add_argument("--batch-size", type=int, default=d.batch_size,
                    help="images a client draws from its data each round (its private batch)")
-    p.add_argument("--server-lr", type=float, default=d.server_lr,
-                   help="FedSGD: the server's step size on the mean gradient")
-    p.add_argument("--test-images", type=int, default=d.test_images,
-                   help="test images the global model is scored on after every round")
+    p.add_argument("--server-lr", type=float, help="FedSGD: the server's step size on the mean "
+                   f"gradient (default {federation.SERVER_LR})")
+    p.add_argument("--test-images", type=int, help="test images the global model is scored on "
+                   f"after every round (default: the first {federation.TEST_IMAGES}, or all if "
+                   "fewer)")
     p.add_argument("--store-private", action=argparse.BooleanOptionalAction,
                    default=d.store_private, help="keep the clients' private batches in the "
                    "record's private/ folder (ground truth for scoring attacks)")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--quiet", action="store_true", help="no progress bar")
-    _add_update_arguments(p)
+    _add_update_arguments(p, update=d.update)
     _add_threat_arguments(p, mode=d.threat.model_mode)
     p.set_defaults(run=cmd_fl_simulate)
 

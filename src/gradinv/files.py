@@ -4,12 +4,14 @@ Every load uses ``weights_only=True``: unpickling a file someone else wrote can 
 code, so only tensors and plain containers are read. Every way such a file can be wrong (missing,
 empty, truncated, not a torch file, a whole pickled ``nn.Module``, weights of another
 architecture) ends in one ``GradinvError`` line naming the file. Writes are atomic, so an
-interrupted run never leaves a half-written checkpoint behind.
+interrupted run never leaves a half-written checkpoint behind. Output folders are checked
+before a run starts (``check_writable``), so a bad ``--out`` costs nothing and leaves nothing.
 """
 from __future__ import annotations
 
 import os
 import pickle
+import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
@@ -33,6 +35,22 @@ def load_torch_file(path: str | Path, what: str) -> object:
             return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001  (torch raises many types for one broken file)
         raise GradinvError(f"{what} {path} {_why_unreadable(err)}") from None
+
+
+def check_writable(out: str | Path) -> None:
+    """Refuse an output folder that cannot be created or written *before* spending a run's time
+    on it. The nearest existing folder is probed by creating and removing a temporary folder in
+    it (permission bits alone say nothing for root, nor for read-only file systems); nothing is
+    left behind either way."""
+    path = Path(out)
+    existing = next(p for p in (path, *path.parents) if p.exists())
+    if not existing.is_dir():
+        raise GradinvError(f"cannot write results under {out}: {existing} is not a folder")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".gradinv-probe-", dir=existing))
+    except OSError as err:
+        raise GradinvError(f"cannot write results under {out}: {existing} is not writable "
+                           f"({err.strerror})") from None
 
 
 def save_torch_file(content: object, path: str | Path) -> None:

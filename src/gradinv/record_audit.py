@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .audit import (AuditResult, PriorSpec, build_attacks, check_writable, resolve_device,
-                    run_attacks, run_settings, write_report)
+from .audit import (AuditResult, PriorSpec, build_attacks, check_attack_settings,
+                    check_bn_prior, resolve_device, run_attacks, run_settings, write_report)
+from .files import check_writable
 from .fl.private import load_private_batch
 from .fl.record import open_record
 
@@ -28,6 +29,9 @@ class RecordAuditConfig:
     seed: int = 0
     device: str = "auto"
 
+    def __post_init__(self) -> None:
+        check_attack_settings(self)
+
 
 def run_record_audit(config: RecordAuditConfig, *, out: str | Path | None = "runs",
                      progress: bool = True) -> AuditResult:
@@ -38,10 +42,12 @@ def run_record_audit(config: RecordAuditConfig, *, out: str | Path | None = "run
         check_writable(out)
     chosen = build_attacks(config.attack, config.hyperparameters, config.prior)
     record = open_record(config.record)
+    model = record.build_model()
+    check_bn_prior(config.hyperparameters, record.meta.threat, model)
     observation = record.observation(config.round, config.client)
     truth = load_private_batch(config.record, config.round, config.client)
     spec = record.meta.model
-    outcomes = run_attacks(chosen, record.build_model(), observation, truth,
+    outcomes = run_attacks(chosen, model, observation, truth,
                            image_shape=(spec.channels, spec.image_size, spec.image_size),
                            data_channels=record.meta.data_channels,
                            num_classes=spec.num_classes, seed=config.seed, device=device,

@@ -16,7 +16,8 @@ import torch
 from .checks import GradinvError, check_bool, check_choice, check_float, check_int
 
 __all__ = ["ClientUpdate", "DefenseSpec", "FedAvgConfig", "GradinvError", "ModelMode",
-           "Observation", "PrivateBatch", "Reconstruction", "ThreatModel", "UpdateKind"]
+           "Observation", "PrivateBatch", "Reconstruction", "ThreatModel", "UpdateKind",
+           "resolve_fedavg"]
 
 ModelMode = Literal["eval", "train"]
 UpdateKind = Literal["fedsgd", "fedavg"]
@@ -53,9 +54,27 @@ class FedAvgConfig:
     epochs: int = 1
 
     def __post_init__(self) -> None:
-        check_float("lr", self.lr, low=0, low_open=True)
-        check_int("local_batch_size", self.local_batch_size, low=1)
-        check_int("epochs", self.epochs, low=1)
+        check_float("lr", self.lr, low=0, low_open=True, where="FedAvg")
+        check_int("local_batch_size", self.local_batch_size, low=1, where="FedAvg")
+        check_int("epochs", self.epochs, low=1, where="FedAvg")
+
+
+def resolve_fedavg(update: object, fedavg: object, threat: ThreatModel) -> FedAvgConfig | None:
+    """The client's local recipe for ``update``: ``fedavg`` or the default one for FedAvg, None
+    for FedSGD. FedSGD has no local steps, so FedAvg settings, or a threat model withholding
+    them, would be recorded as if they mattered: both are refused."""
+    check_choice("update", update, ("fedsgd", "fedavg"))
+    if fedavg is not None and not isinstance(fedavg, FedAvgConfig):
+        raise GradinvError(f"fedavg must be a FedAvgConfig or None, not {type(fedavg).__name__}")
+    if update == "fedavg":
+        return fedavg or FedAvgConfig()
+    if fedavg is not None:
+        raise GradinvError("FedAvg settings (--local-lr, --local-batch-size, --local-epochs) "
+                           "only apply to --update fedavg")
+    if not threat.local_hparams_known:
+        raise GradinvError("--unknown-hparams only applies to --update fedavg: FedSGD has no "
+                           "local hyper-parameters to withhold")
+    return None
 
 
 @dataclass(frozen=True)

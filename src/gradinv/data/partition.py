@@ -21,6 +21,9 @@ def partition(labels: torch.Tensor, num_clients: int, *, scheme: str = "iid", al
         raise GradinvError(f"unknown partition {scheme!r}; choose one of {', '.join(PARTITIONS)}")
     if num_clients < 1:
         raise GradinvError("num_clients must be at least 1")
+    if num_clients > len(labels):
+        raise GradinvError(f"{num_clients} clients but only {len(labels)} examples to share "
+                           "between them; use fewer clients")
     labels_np = np.asarray(labels, dtype=np.int64)
     rng = np.random.default_rng(seed)
     if scheme == "iid":

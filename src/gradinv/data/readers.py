@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..checks import check_choice
 from ..types import GradinvError
 from .dataset import ImageDataset
 
@@ -191,13 +192,35 @@ def load_embedded_default(split: str = "test") -> ImageDataset:
 
 DATASETS = ("default", "fashion-mnist", "mnist", "cifar10", "cifar100", "folder", "digits",
             "skimage")
+# Datasets with disjoint train and test splits (the embedded default: 2,000 train and 500 test
+# Fashion-MNIST images); the others (an image folder, sklearn's digits, skimage's photos) are
+# one set of images.
+SPLIT_DATASETS = ("default", "fashion-mnist", "mnist", "cifar10", "cifar100")
 
 
-def load_dataset(name: str, *, data_dir: str | Path | None = None, split: str = "test",
+def check_has_splits(name: str, purpose: str) -> None:
+    """Refuse a dataset without separate train and test splits where ``purpose`` needs them."""
+    if name not in SPLIT_DATASETS:
+        raise GradinvError(f"dataset {name!r} has no separate train and test split, which "
+                           f"{purpose} needs; use one of {', '.join(SPLIT_DATASETS)}")
+
+
+def resolve_split(name: str, split: str | None) -> str | None:
+    """The split to read: ``split``, or 'test' for a dataset with splits; None for a dataset
+    without them, where a given split is refused (all of its images would be read anyway)."""
+    if split is None:
+        return "test" if name in SPLIT_DATASETS else None
+    check_choice("split", split, ("train", "test"))
+    check_has_splits(name, f"--split {split}")
+    return split
+
+
+def load_dataset(name: str, *, data_dir: str | Path | None = None, split: str | None = None,
                  image_size: int | None = None) -> ImageDataset:
-    """Load a dataset by name; ``data_dir`` points at the files where they are not built in."""
-    if split not in ("train", "test"):
-        raise GradinvError(f"split must be 'train' or 'test', not {split!r}")
+    """Load a dataset by name; ``data_dir`` points at the files where they are not built in.
+    ``split`` (default 'test') exists only for the ``SPLIT_DATASETS``."""
+    check_choice("dataset", name, DATASETS)
+    split = resolve_split(name, split)
     root = _data_dir(name, data_dir)
     if name == "default":
         return load_embedded_default(split)
@@ -211,9 +234,7 @@ def load_dataset(name: str, *, data_dir: str | Path | None = None, split: str = 
         return load_image_folder(root, size=image_size)
     if name == "digits":
         return load_sklearn_digits()
-    if name == "skimage":
-        return load_skimage_photos()
-    raise GradinvError(f"unknown dataset {name!r}; choose one of {', '.join(DATASETS)}")
+    return load_skimage_photos()
 
 
 def _data_dir(name: str, data_dir: str | Path | None) -> Path | None:

@@ -8,30 +8,33 @@ Everything is seeded: the same config gives a bit-identical record.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..checks import check_bool, check_choice, check_float, check_int
-from ..data import load_dataset, to_model_input
+from ..checks import MAX_SIZE, check_bool, check_choice, check_float, check_int
+from ..data import DATASETS, check_has_splits, load_dataset, to_model_input
 from ..data.partition import PARTITIONS, partition
-from ..models import (DEFAULT_WIDTH, INIT_SCHEMES, available_models, build_model,
+from ..files import check_writable
+from ..models import (DEFAULT_WIDTH, INIT_SCHEMES, available_models, build_model, check_width,
                       default_init_scheme)
 from ..progress import Progress
 from ..types import (ClientUpdate, FedAvgConfig, GradinvError, Observation, PrivateBatch,
-                     ThreatModel, UpdateKind)
+                     ThreatModel, UpdateKind, resolve_fedavg)
 from .client import compute_update, observe
 from .functional import FunctionalModel
 from .record import ModelSpec, Record, RecordMeta, open_record
 from .recorder import RecordWriter
 
-# Datasets with disjoint train and test splits (the embedded default: 2,000 train and 500 test
-# Fashion-MNIST images), so training on one and scoring on the other is honest; the other
-# readers ignore the split.
-SPLIT_DATASETS = ("default", "fashion-mnist", "mnist", "cifar10", "cifar100")
+# Defaults of the settings that apply to some federations only (FederationConfig holds None
+# for them until it knows whether they apply): the width of a ConvNet or ResNet-18 (narrower
+# than build_model's, as a federation trains many rounds), the Dirichlet concentration, the
+# classes per client of the 'classes' partition, FedSGD's server step size, and how many test
+# images score each round (at most: a smaller test split is used whole).
+WIDTH, ALPHA, CLASSES_PER_CLIENT, SERVER_LR, TEST_IMAGES = 16, 0.5, 2, 0.1, 1000
 
 UpdateHook = Callable[[Observation, PrivateBatch], None]
 RoundHook = Callable[[int, dict[str, torch.Tensor], float], None]
@@ -46,7 +49,7 @@ class FederationConfig:
     """
 
     model: str = "convnet"
-    width: int | None = 16
+    width: int | None = None
     init_scheme: str | None = None
     dataset: str = "default"
     data_dir: str | None = None
@@ -54,49 +57,70 @@ class FederationConfig:
     channels: int = 1
     num_clients: int = 10
     partition: str = "iid"
-    alpha: float = 0.5
-    classes_per_client: int = 2
+    alpha: float | None = None
+    classes_per_client: int | None = None
     clients_per_round: int = 4
     rounds: int = 30
     update: UpdateKind = "fedsgd"
     batch_size: int = 16
-    fedavg: FedAvgConfig = field(default_factory=FedAvgConfig)
-    server_lr: float = 0.1
+    fedavg: FedAvgConfig | None = None
+    server_lr: float | None = None
     threat: ThreatModel = field(default_factory=lambda: ThreatModel(model_mode="train"))
-    test_images: int = 1000
+    test_images: int | None = None
     store_private: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:
         check_choice("model", self.model, available_models())
+        check_width(self.model, self.width)
+        if self.width is None and self.model != "lenet":
+            object.__setattr__(self, "width", WIDTH)
         if self.init_scheme is None:
             object.__setattr__(self, "init_scheme", default_init_scheme(self.model))
         check_choice("init_scheme", self.init_scheme, sorted(INIT_SCHEMES))
-        if self.dataset not in SPLIT_DATASETS:
-            raise GradinvError(f"dataset {self.dataset!r} has no separate train and test split; "
-                               f"a federation trains on one of {', '.join(SPLIT_DATASETS)}")
-        check_int("width", self.width, low=1, optional=True)
-        check_int("image_size", self.image_size, low=4)
-        for name in ("channels", "num_clients", "classes_per_client", "rounds", "batch_size",
-                     "test_images"):
+        check_choice("dataset", self.dataset, DATASETS)
+        check_has_splits(self.dataset, "a federation (clients train on train, accuracy is "
+                         "measured on test)")
+        check_int("image_size", self.image_size, low=4, high=MAX_SIZE)
+        check_int("channels", self.channels, low=1, high=MAX_SIZE)
+        for name in ("num_clients", "rounds", "batch_size"):
             check_int(name, getattr(self, name), low=1)
+        check_int("test_images", self.test_images, low=1, optional=True)
         check_int("clients_per_round", self.clients_per_round, low=1, high=self.num_clients)
         check_int("seed", self.seed, low=0, high=2**63 - 1)
-        check_choice("partition", self.partition, PARTITIONS)
-        check_choice("update", self.update, ("fedsgd", "fedavg"))
-        check_float("alpha", self.alpha, low=0, low_open=True)
-        check_float("server_lr", self.server_lr, low=0, low_open=True)
         check_bool("store_private", self.store_private)
+        if not isinstance(self.threat, ThreatModel):
+            raise GradinvError(f"threat must be a ThreatModel, not {type(self.threat).__name__}")
+        object.__setattr__(self, "fedavg", resolve_fedavg(self.update, self.fedavg, self.threat))
+        check_choice("partition", self.partition, PARTITIONS)
+        self._only_where("alpha", ALPHA, self.partition == "dirichlet", "--partition dirichlet")
+        self._only_where("classes_per_client", CLASSES_PER_CLIENT, self.partition == "classes",
+                         "--partition classes")
+        self._only_where("server_lr", SERVER_LR, self.update == "fedsgd",
+                         "--update fedsgd (FedAvg applies the clients' mean delta)")
+        check_float("alpha", self.alpha, low=0, low_open=True, optional=True)
+        check_int("classes_per_client", self.classes_per_client, low=1, optional=True)
+        check_float("server_lr", self.server_lr, low=0, low_open=True, optional=True)
+
+    def _only_where(self, name: str, default: object, applies: bool, where: str) -> None:
+        """A setting that only ``applies`` to some federations (``where``) defaults to
+        ``default`` there and stays None elsewhere, where a given value, which would be
+        recorded but never used, is refused."""
+        value = getattr(self, name)
+        if not applies and value is not None:
+            raise GradinvError(f"--{name.replace('_', '-')} only applies to {where}")
+        if applies and value is None:
+            object.__setattr__(self, name, default)
 
 
 class Federation:
     """The clients' data, the test subset and the global model of one federation."""
 
     def __init__(self, config: FederationConfig) -> None:
-        self.config = config
-        c = config
-        train = load_dataset(c.dataset, data_dir=c.data_dir, split="train")
-        test = load_dataset(c.dataset, data_dir=c.data_dir, split="test")
+        train = load_dataset(config.dataset, data_dir=config.data_dir, split="train")
+        test = load_dataset(config.dataset, data_dir=config.data_dir, split="test")
+        # The config records the test images actually used.
+        self.config = c = replace(config, test_images=test_count(config.test_images, len(test)))
         self.train = train
         self.clients = partition(train.labels, c.num_clients, scheme=c.partition, alpha=c.alpha,
                                  classes_per_client=c.classes_per_client, seed=c.seed)
@@ -159,6 +183,17 @@ class Federation:
         return history
 
 
+def test_count(wanted: int | None, available: int) -> int:
+    """``wanted`` test images, or the first ``TEST_IMAGES`` (all, if fewer); more than the test
+    split holds is refused rather than silently cut."""
+    if wanted is None:
+        return min(TEST_IMAGES, available)
+    if wanted > available:
+        raise GradinvError(f"test_images {wanted} is more than the {available} images of the test "
+                           "split")
+    return wanted
+
+
 def aggregate(state: dict[str, torch.Tensor], updates: list[ClientUpdate], *,
               server_lr: float) -> dict[str, torch.Tensor]:
     """Example-weighted mean of the clients' updates applied to the parameters (FedSGD: a
@@ -188,6 +223,7 @@ def simulate(config: FederationConfig, record_dir: str | Path, *, progress: bool
              log: Callable[[str], None] = print, on_update: UpdateHook | None = None) -> Record:
     """Run the federation and record every observed update in ``record_dir``; a record of the
     same config there is resumed after its last complete round."""
+    check_writable(record_dir)
     federation = Federation(config)
     writer = RecordWriter(record_dir, federation.record_meta())
     if writer.next_round:

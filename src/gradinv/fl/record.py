@@ -335,8 +335,15 @@ class Record:
 
     def observations(self, entries: list[Entry] | None = None) -> "RecordObservations":
         """The observed updates (all, or ``entries``) as a sequence read from disk on access,
-        so a long record never has to fit in memory (GIML walks it update by update)."""
-        return RecordObservations(self, self.entries() if entries is None else entries)
+        so a long record never has to fit in memory (GIML walks it update by update). Every
+        file they need must exist now, so a walk does not fail halfway on a missing one (the
+        contents are checked against their sha256 when read)."""
+        chosen = self.entries() if entries is None else entries
+        for ref in dict.fromkeys(ref for e in chosen for ref in (e.broadcast, e.update)):
+            if not (self.path / ref.file).is_file():
+                raise GradinvError(f"record file {self.path / ref.file} is missing (listed in "
+                                   f"{self.path / MANIFEST})")
+        return RecordObservations(self, chosen)
 
     def build_model(self) -> nn.Module:
         """The recorded architecture (attacks take the weights from ``observation.broadcast``)."""

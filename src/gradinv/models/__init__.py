@@ -6,6 +6,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
+from ..checks import MAX_SIZE, check_int
 from ..types import GradinvError
 from .convnet import ConvNet
 from .init import INIT_SCHEMES, initialise
@@ -30,6 +31,19 @@ def default_init_scheme(name: str) -> str:
 
 def available_models() -> list[str]:
     return sorted(_BUILDERS)
+
+
+def check_width(model: str, width: object) -> None:
+    """``width`` for ``model``: None (the default) or a size; LeNet's is fixed, so a width given
+    for it would be recorded but never used."""
+    check_int("width", width, low=1, high=MAX_SIZE, optional=True)
+    if width is not None and model == "lenet":
+        raise GradinvError("LeNet has a fixed width (DLG's); drop --width")
+
+
+def has_batch_norm(model: nn.Module) -> bool:
+    """Whether ``model`` has BatchNorm layers (whose statistics a client may leak)."""
+    return any(isinstance(m, BatchNorm2d) for m in model.modules())
 
 
 def build_model(
@@ -57,4 +71,4 @@ def build_model(
 
 
 __all__ = ["INIT_SCHEMES", "BatchNorm2d", "ConvNet", "LeNet", "ResNet18", "available_models",
-           "build_model", "default_init_scheme", "initialise"]
+           "build_model", "check_width", "default_init_scheme", "has_batch_norm", "initialise"]

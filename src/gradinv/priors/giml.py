@@ -41,7 +41,8 @@ from ..attacks.gi_z import GIz
 from ..attacks.gias import adapt_generator
 from ..progress import Progress
 from ..report import image_grid, write_png
-from ..checks import check_float, check_int
+from ..checks import MAX_SIZE, check_float, check_int
+from ..files import check_writable
 from ..types import GradinvError, Observation
 from .dcgan import DCGANGenerator
 from .prior import Prior, save_generator
@@ -69,11 +70,13 @@ class GIMLConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("latent_dim", "width", "latent_iterations", "adapt_iterations", "restarts",
-                     "sample_every", "checkpoint_every"):
+        for name in ("latent_iterations", "adapt_iterations", "restarts", "sample_every",
+                     "checkpoint_every"):
             check_int(name, getattr(self, name), low=1, where="GIML")
-        for name in ("steps", "channels"):
-            check_int(name, getattr(self, name), low=1, optional=True, where="GIML")
+        for name in ("latent_dim", "width"):
+            check_int(name, getattr(self, name), low=1, high=MAX_SIZE, where="GIML")
+        check_int("steps", self.steps, low=1, optional=True, where="GIML")
+        check_int("channels", self.channels, low=1, high=MAX_SIZE, optional=True, where="GIML")
         check_int("seed", self.seed, low=0, high=2**63 - 1, where="GIML")
         for name in ("latent_lr", "adapt_lr", "meta_lr"):
             check_float(name, getattr(self, name), low=0, low_open=True, where="GIML")
@@ -159,6 +162,10 @@ def learn_prior(
     """
     if len(observations) == 0:
         raise GradinvError("GIML needs at least one observed update")
+    check_writable(out)
+    # Read the first update (its file hashes are checked) and fit it to the model before
+    # anything is written: a damaged record or a wrong shape leaves no half-made folder.
+    prepare_target(model, observations[0], image_shape=image_shape, device=torch.device("cpu"))
     device = torch.device(device)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

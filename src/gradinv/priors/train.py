@@ -13,9 +13,9 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
-from ..checks import check_float, check_int
-from ..data import load_dataset, to_model_input
-from ..files import load_torch_file, load_weights, save_torch_file
+from ..checks import MAX_SIZE, check_choice, check_float, check_int
+from ..data import DATASETS, check_has_splits, load_dataset, to_model_input
+from ..files import check_writable, load_torch_file, load_weights, save_torch_file
 from ..progress import Progress
 from ..report import image_grid, write_png
 from ..types import GradinvError
@@ -40,8 +40,13 @@ class PriorTrainingConfig:
     max_images: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "epochs", "latent_dim", "width", "image_size"):
+        check_choice("dataset", self.dataset, DATASETS)
+        check_has_splits(self.dataset, "a prior (trained on the train split only, so that "
+                         "attacks on the test split stay honest)")
+        for name in ("batch_size", "epochs"):
             check_int(name, getattr(self, name), low=1)
+        for name in ("latent_dim", "width", "image_size"):
+            check_int(name, getattr(self, name), low=1, high=MAX_SIZE)
         _stages(self.image_size)
         check_int("max_images", self.max_images, low=1, optional=True)
         check_float("lr", self.lr, low=0, low_open=True)
@@ -54,15 +59,15 @@ def train_prior(config: PriorTrainingConfig, out: str | Path, *, progress: bool 
     if config.split != "train":
         raise GradinvError("a prior must be trained on the train split only, so that attacks "
                            "on held-out test images stay honest")
+    check_writable(out)
+    images = _training_images(config)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    data = load_dataset(config.dataset, data_dir=config.data_dir, split=config.split)
-    images = data.images[:config.max_images] if config.max_images else data.images
-    images = to_model_input(images, config.image_size, data.channels) * 2 - 1
+    channels = images.shape[1]
     torch.manual_seed(config.seed)
     gen = DCGANGenerator(latent_dim=config.latent_dim, width=config.width,
-                         channels=data.channels, image_size=config.image_size)
-    disc = DCGANDiscriminator(width=config.width, channels=data.channels,
+                         channels=channels, image_size=config.image_size)
+    disc = DCGANDiscriminator(width=config.width, channels=channels,
                               image_size=config.image_size)
     opt_g = torch.optim.Adam(gen.parameters(), lr=config.lr, betas=(0.5, 0.999))
     opt_d = torch.optim.Adam(disc.parameters(), lr=config.lr, betas=(0.5, 0.999))
@@ -75,8 +80,6 @@ def train_prior(config: PriorTrainingConfig, out: str | Path, *, progress: bool 
     (out / "settings.json").write_text(json.dumps({"training": asdict(config),
                                                    "generator": gen.settings()}, indent=2))
     steps = len(images) // config.batch_size
-    if steps < 1:
-        raise GradinvError("fewer images than one batch; lower --batch-size")
     for epoch in range(start_epoch, config.epochs):
         gen.train()
         bar = Progress(f"epoch {epoch + 1}/{config.epochs}", steps, enabled=progress,
@@ -99,6 +102,20 @@ def train_prior(config: PriorTrainingConfig, out: str | Path, *, progress: bool 
     final = out / "generator.pt"
     save_generator(gen, final, extra={"training": asdict(config)})
     return final
+
+
+def _training_images(config: PriorTrainingConfig) -> torch.Tensor:
+    """The training images in the generator's range [-1, 1]; read, and checked against
+    ``max_images`` and ``batch_size``, before anything is written."""
+    data = load_dataset(config.dataset, data_dir=config.data_dir, split=config.split)
+    if config.max_images is not None and config.max_images > len(data):
+        raise GradinvError(f"max_images {config.max_images} is more than the {len(data)} images "
+                           f"of {data.name!r}")
+    images = data.images[:config.max_images]
+    if len(images) < config.batch_size:
+        raise GradinvError(f"fewer images than one batch ({len(images)} images, batch_size "
+                           f"{config.batch_size}); lower --batch-size")
+    return to_model_input(images, config.image_size, data.channels) * 2 - 1
 
 
 def _resume(checkpoint: Path, config: PriorTrainingConfig, gen: DCGANGenerator,
