@@ -6,7 +6,6 @@ to the images, which is what gradient inversion optimises through.
 """
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Callable
 
@@ -15,6 +14,7 @@ from torch import nn
 from torch.func import functional_call, grad
 from torch.nn import functional as F
 
+from ..models.adapt import adapt_model
 from ..models.layers import BatchNorm2d
 from ..types import FedAvgConfig, GradinvError, ModelMode
 
@@ -54,7 +54,8 @@ class FunctionalModel:
                  state: dict[str, torch.Tensor] | None = None) -> None:
         """``state`` (a state dict) replaces the model's own weights in the copy: the attacker
         builds the client from the architecture plus the weights broadcast that round."""
-        self.module = copy.deepcopy(model).train(mode == "train")
+        # torch.nn.BatchNorm2d becomes gradinv's (same state); what cannot vmap is refused here
+        self.module = adapt_model(model).train(mode == "train")
         if state is not None:
             load_state(self.module, state)
         if device is not None:
@@ -62,8 +63,6 @@ class FunctionalModel:
         for m in self.module.modules():
             if isinstance(m, BatchNorm2d):
                 m.freeze_stats()
-            elif isinstance(m, nn.modules.batchnorm._BatchNorm):
-                raise TypeError("use gradinv.models.BatchNorm2d so BatchNorm can be vmapped")
         self.params: Params = {k: v.detach() for k, v in self.module.named_parameters()}
         self.buffers: Params = {k: v.detach() for k, v in self.module.named_buffers()}
 

@@ -8,6 +8,7 @@ from torch import nn
 
 from ..checks import MAX_SIZE, check_int
 from ..types import GradinvError
+from .adapt import adapt_model
 from .convnet import ConvNet
 from .init import INIT_SCHEMES, initialise
 from .layers import BatchNorm2d
@@ -43,7 +44,7 @@ def check_width(model: str, width: object) -> None:
 
 def has_batch_norm(model: nn.Module) -> bool:
     """Whether ``model`` has BatchNorm layers (whose statistics a client may leak)."""
-    return any(isinstance(m, BatchNorm2d) for m in model.modules())
+    return any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
 
 
 def build_model(
@@ -70,5 +71,5 @@ def build_model(
         return initialise(model, init_scheme or default_init_scheme(name))
 
 
-__all__ = ["INIT_SCHEMES", "BatchNorm2d", "ConvNet", "LeNet", "ResNet18", "available_models",
+__all__ = ["INIT_SCHEMES", "BatchNorm2d", "adapt_model", "ConvNet", "LeNet", "ResNet18", "available_models",
            "build_model", "check_width", "default_init_scheme", "has_batch_norm", "initialise"]
