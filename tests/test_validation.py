@@ -30,12 +30,14 @@ def integer(low: int, high: int = 10**9, *, optional: bool = False):
     return valid, invalid
 
 
-def real(low: float, *, open_low: bool):
-    """(valid, invalid) strategies for a finite number >= low (> low when ``open_low``)."""
+def real(low: float, *, open_low: bool, high: float = 1e6):
+    """(valid, invalid) strategies for a finite number >= low (> low when ``open_low``) and
+    <= high (attack learning rates and weights stop at 1e6: beyond, float32 overflows)."""
     ok = (lambda v: v > low) if open_low else (lambda v: v >= low)
-    valid = (st.floats(min_value=low, max_value=1e9, allow_nan=False).filter(ok)
-             | st.integers(math.ceil(low) + open_low, 10**6))
+    valid = (st.floats(min_value=low, max_value=high, allow_nan=False).filter(ok)
+             | st.integers(math.ceil(low) + open_low, int(high)))
     invalid = (st.floats(max_value=low, allow_nan=False).filter(lambda v: not ok(v))
+               | st.floats(min_value=high, exclude_min=True, allow_nan=False)
                | st.sampled_from([math.nan, math.inf, -math.inf]) | NOT_NUMBERS | st.none())
     return valid, invalid
 

@@ -18,6 +18,11 @@ MAX_COUNT = 10**9
 MAX_SIZE = 4096
 
 
+# Learning rates and loss weights beyond this overflow float32 arithmetic (1e300 is finite in
+# Python but not in an optimiser's float32 state) and are never meaningful.
+MAX_RATE = 1e6
+
+
 class GradinvError(Exception):
     """An error caused by the user's input; the CLI prints it as one line."""
 

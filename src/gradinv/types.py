@@ -13,7 +13,7 @@ from typing import Literal
 
 import torch
 
-from .checks import GradinvError, check_bool, check_choice, check_float, check_int
+from .checks import MAX_RATE, GradinvError, check_bool, check_choice, check_float, check_int
 
 __all__ = ["ClientUpdate", "DefenseSpec", "FedAvgConfig", "GradinvError", "ModelMode",
            "Observation", "PrivateBatch", "Reconstruction", "ThreatModel", "UpdateKind",
@@ -54,7 +54,7 @@ class FedAvgConfig:
     epochs: int = 1
 
     def __post_init__(self) -> None:
-        check_float("lr", self.lr, low=0, low_open=True, where="FedAvg")
+        check_float("lr", self.lr, low=0, low_open=True, high=MAX_RATE, where="FedAvg")
         check_int("local_batch_size", self.local_batch_size, low=1, where="FedAvg")
         check_int("epochs", self.epochs, low=1, where="FedAvg")
 

@@ -11,7 +11,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from ..checks import check_bool, check_choice, check_float, check_int
+from ..checks import MAX_RATE, check_bool, check_choice, check_float, check_int
 from ..defenses.pipeline import DefensePipeline
 from ..fl.functional import FunctionalModel, Params
 from ..models.layers import BatchNorm2d
@@ -126,13 +126,13 @@ HYPERPARAMETER_RULES: dict[str, Callable[..., None]] = {
     "iterations": partial(check_int, low=1),
     "latent_iterations": partial(check_int, low=1, optional=True),
     "restarts": partial(check_int, low=1),
-    "lr": partial(check_float, low=0, low_open=True),
-    "latent_lr": partial(check_float, low=0, low_open=True),
-    "tv": partial(check_float, low=0),
-    "latent_tv": partial(check_float, low=0),
-    "latent_norm": partial(check_float, low=0),
-    "distance": partial(check_float, low=0),
-    "bn_stats": partial(check_float, low=0),
+    "lr": partial(check_float, low=0, low_open=True, high=MAX_RATE),
+    "latent_lr": partial(check_float, low=0, low_open=True, high=MAX_RATE),
+    "tv": partial(check_float, low=0, high=MAX_RATE),
+    "latent_tv": partial(check_float, low=0, high=MAX_RATE),
+    "latent_norm": partial(check_float, low=0, high=MAX_RATE),
+    "distance": partial(check_float, low=0, high=MAX_RATE),
+    "bn_stats": partial(check_float, low=0, high=MAX_RATE),
     "top_k": partial(check_int, low=1, optional=True),
     "cost": partial(check_choice, choices=tuple(COSTS)),
     "signed": check_bool,

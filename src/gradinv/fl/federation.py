@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..checks import MAX_SIZE, check_bool, check_choice, check_float, check_int
+from ..checks import MAX_RATE, MAX_SIZE, check_bool, check_choice, check_float, check_int
 from ..data import DATASETS, check_has_splits, load_dataset, to_model_input
 from ..data.partition import PARTITIONS, partition
 from ..files import check_writable
@@ -100,7 +100,8 @@ class FederationConfig:
                          "--update fedsgd (FedAvg applies the clients' mean delta)")
         check_float("alpha", self.alpha, low=0, low_open=True, optional=True)
         check_int("classes_per_client", self.classes_per_client, low=1, optional=True)
-        check_float("server_lr", self.server_lr, low=0, low_open=True, optional=True)
+        check_float("server_lr", self.server_lr, low=0, low_open=True, high=MAX_RATE,
+                    optional=True)
 
     def _only_where(self, name: str, default: object, applies: bool, where: str) -> None:
         """A setting that only ``applies`` to some federations (``where``) defaults to

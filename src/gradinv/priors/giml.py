@@ -41,7 +41,7 @@ from ..attacks.gi_z import GIz
 from ..attacks.gias import adapt_generator
 from ..progress import Progress
 from ..report import image_grid, write_png
-from ..checks import MAX_SIZE, check_float, check_int
+from ..checks import MAX_RATE, MAX_SIZE, check_float, check_int
 from ..files import check_writable
 from ..types import GradinvError, Observation
 from .dcgan import DCGANGenerator
@@ -79,9 +79,10 @@ class GIMLConfig:
         check_int("channels", self.channels, low=1, high=MAX_SIZE, optional=True, where="GIML")
         check_int("seed", self.seed, low=0, high=2**63 - 1, where="GIML")
         for name in ("latent_lr", "adapt_lr", "meta_lr"):
-            check_float(name, getattr(self, name), low=0, low_open=True, where="GIML")
+            check_float(name, getattr(self, name), low=0, low_open=True, high=MAX_RATE,
+                        where="GIML")
         for name in ("tv", "latent_norm"):
-            check_float(name, getattr(self, name), low=0, where="GIML")
+            check_float(name, getattr(self, name), low=0, high=MAX_RATE, where="GIML")
         check_int("image_size", self.image_size, low=32, high=64, where="GIML")
         if self.image_size not in (32, 64):
             raise GradinvError(f"GIML's DCGAN makes 32 or 64 px images, not {self.image_size}")

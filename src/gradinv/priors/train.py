@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
-from ..checks import MAX_SIZE, check_choice, check_float, check_int
+from ..checks import MAX_RATE, MAX_SIZE, check_choice, check_float, check_int
 from ..data import DATASETS, check_has_splits, load_dataset, to_model_input
 from ..files import check_writable, load_torch_file, load_weights, save_torch_file
 from ..progress import Progress
@@ -49,7 +49,7 @@ class PriorTrainingConfig:
             check_int(name, getattr(self, name), low=1, high=MAX_SIZE)
         _stages(self.image_size)
         check_int("max_images", self.max_images, low=1, optional=True)
-        check_float("lr", self.lr, low=0, low_open=True)
+        check_float("lr", self.lr, low=0, low_open=True, high=MAX_RATE)
         check_int("seed", self.seed, low=0, high=2**63 - 1)
 
 
