@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -10,7 +11,8 @@ from torch import nn
 
 from . import attacks
 from .checks import MAX_COUNT, MAX_SIZE, check_bool, check_choice, check_int
-from .data import DATASETS, adapt_channels, load_dataset, private_batch, resolve_split
+from .data import (DATASETS, ImageDataset, adapt_channels, load_dataset, private_batch,
+                   resolve_split)
 from .defenses import DefensePipeline
 from .files import check_writable
 from .fl import compute_update, observe
@@ -19,6 +21,7 @@ from .models import (INIT_SCHEMES, available_models, build_model, check_width,
                      default_init_scheme, has_batch_norm)
 from .priors import load_prior
 from .report import Row, new_run_dir, write_run
+from .settings import save_config
 from .types import (DefenseSpec, FedAvgConfig, GradinvError, Observation, PrivateBatch,
                     Reconstruction, ThreatModel, UpdateKind, resolve_fedavg)
 
@@ -53,7 +56,13 @@ class PriorSpec:
 
 @dataclass(frozen=True)
 class AuditConfig:
-    """Everything that defines one audit run; saved verbatim in the run folder.
+    """Everything that defines one audit run; saved verbatim in the run folder (config.json,
+    and config.toml, which ``--config`` reads back).
+
+    ``hyperparameters`` go to every chosen attack that takes them, ``attack_settings`` to one
+    attack by name (``{"gias": {"lr": 1e-4}}``; see ``attack_arguments``). ``seed`` seeds both
+    the victim model's initialisation and the attack unless ``model_seed`` / ``attack_seed``
+    say otherwise; both are stored resolved.
 
     ``defenses``: what the client applies to its update, in order, each a ``DefenseSpec``, a
     ``"name:key=value,..."`` string or a ``(name, settings)`` pair; stored as specs with every
@@ -77,8 +86,11 @@ class AuditConfig:
     threat: ThreatModel = field(default_factory=ThreatModel)
     defenses: tuple[DefenseSpec, ...] = ()
     hyperparameters: dict = field(default_factory=dict)
+    attack_settings: dict[str, dict] = field(default_factory=dict)
     prior: PriorSpec | None = None
     seed: int = 0
+    model_seed: int | None = None  # None: ``seed``
+    attack_seed: int | None = None  # None: ``seed``
     device: str = "auto"
 
     def __post_init__(self) -> None:
@@ -105,12 +117,22 @@ class AuditConfig:
 
 
 def check_attack_settings(config: object) -> None:
-    """What every audit config shares: its seed, its hyper-parameters (a dict) and its prior (a
-    source name becomes a ``PriorSpec``, as in ``audit(prior="faces")``)."""
-    check_int("seed", config.seed, low=0, high=2**63 - 1)  # type: ignore[attr-defined]
+    """What every audit config shares: its seeds (unset ones resolved from ``seed``), its
+    hyper-parameters (dicts) and its prior (a source name becomes a ``PriorSpec``, as in
+    ``audit(prior="faces")``)."""
+    for name in ("seed", "model_seed", "attack_seed"):
+        if not hasattr(config, name):
+            continue
+        if getattr(config, name) is None:
+            object.__setattr__(config, name, config.seed)  # type: ignore[attr-defined]
+        check_int(name, getattr(config, name), low=0, high=2**63 - 1)
     hyper = config.hyperparameters  # type: ignore[attr-defined]
     if not isinstance(hyper, dict):
         raise GradinvError(f"hyperparameters must be a dict, not {type(hyper).__name__}")
+    per_attack = config.attack_settings  # type: ignore[attr-defined]
+    if not isinstance(per_attack, dict) or not all(isinstance(v, dict)
+                                                   for v in per_attack.values()):
+        raise GradinvError("attack_settings must be a dict of dicts, attack name -> settings")
     prior = config.prior  # type: ignore[attr-defined]
     if isinstance(prior, str):
         object.__setattr__(config, "prior", PriorSpec(prior))
@@ -119,10 +141,11 @@ def check_attack_settings(config: object) -> None:
                            f"{type(prior).__name__}")
 
 
-def check_bn_prior(hyperparameters: dict, threat: ThreatModel, model: nn.Module) -> None:
+def check_bn_prior(arguments: dict[str, dict], threat: ThreatModel, model: nn.Module) -> None:
     """The BatchNorm-statistics prior (--bn-prior) compares candidates' statistics with the
-    client's: without leaked statistics or without BatchNorm layers it would weigh nothing."""
-    if "bn_stats" not in hyperparameters:
+    client's: without leaked statistics or without BatchNorm layers it would weigh nothing.
+    ``arguments``: each attack's given settings (``attack_arguments``)."""
+    if not any("bn_stats" in given for given in arguments.values()):
         return
     if not threat.bn_stats_known:
         raise GradinvError("the BatchNorm-statistics prior needs the statistics, which this "
@@ -141,6 +164,7 @@ class Outcome:
 
     reconstruction: Reconstruction
     scores: Scores | None
+    seconds: float = 0.0  # the attack's wall-clock time
 
 
 @dataclass(frozen=True)
@@ -177,56 +201,118 @@ def attack_names(attack: str) -> list[str]:
     return names
 
 
-def build_attacks(attack: str, hyperparameters: dict,
-                  prior: PriorSpec | None = None) -> dict[str, attacks.Attack]:
-    """Each attack gets the shared hyper-parameters it accepts (same budget for all); one that
-    no attack takes is refused before any prior is loaded."""
+# Flat settings shared by every chosen attack even where their defaults differ: the budget,
+# so that attacks compared on one update spend the same number of steps.
+SHARED_BUDGET = ("iterations", "restarts")
+
+
+def attack_arguments(attack: str, hyperparameters: dict,
+                     attack_settings: dict[str, dict]) -> dict[str, dict]:
+    """Each chosen attack's given settings: its own ``attack_settings`` entry over the flat
+    ``hyperparameters`` it takes. A flat setting that no attack takes is refused, and so is one
+    (other than the budget, ``SHARED_BUDGET``) that several chosen attacks take with different
+    defaults and no per-attack value: ``lr`` means 0.1 for GI's pixels but 1e-4 for GIAS's
+    generator weights, and sharing it silently broke GIAS."""
     names = attack_names(attack)
     accepted = {n: attacks.accepted_hyperparameters(n) for n in names}
-    given = [*hyperparameters, *(["prior"] if prior is not None else [])]
-    unused = [k for k in given if not any(k in a for a in accepted.values())]
-    if unused:
-        raise GradinvError(f"no attack among {', '.join(names)} takes {unused[0]!r}")
-    hyper = dict(hyperparameters)
-    if prior is not None:
-        hyper["prior"] = load_prior(**asdict(prior))
-    return {n: attacks.create(n, **{k: v for k, v in hyper.items() if k in accepted[n]})
-            for n in names}
+    for name, own in attack_settings.items():
+        if name not in accepted:
+            raise GradinvError(f"settings for {name!r}, which is not among the chosen attacks "
+                               f"({', '.join(names)})")
+        unknown = sorted(set(own) - accepted[name])
+        if unknown:
+            raise GradinvError(f"{name} takes no setting {unknown[0]!r}; it takes "
+                               f"{', '.join(sorted(accepted[name]))}")
+    for key in hyperparameters:
+        takers = [n for n in names if key in accepted[n]]
+        if not takers:
+            raise GradinvError(f"no attack among {', '.join(names)} takes {key!r}")
+        _refuse_ambiguous(key, [n for n in takers if key not in attack_settings.get(n, {})])
+    return {n: {**{k: v for k, v in hyperparameters.items() if k in accepted[n]},
+                **attack_settings.get(n, {})} for n in names}
 
 
-def run_audit(config: AuditConfig, *, out: str | Path | None = "runs", progress: bool = True,
-              model: nn.Module | None = None) -> AuditResult:
-    """Attack one client batch and write a run folder under ``out`` (unless ``out`` is None)."""
+def _refuse_ambiguous(key: str, takers: list[str]) -> None:
+    defaults = {n: attacks.effective_settings(n)[key] for n in takers}
+    if key in SHARED_BUDGET or len(set(map(repr, defaults.values()))) <= 1:
+        return
+    shown = ", ".join(f"{n} {v!r}" for n, v in defaults.items())
+    raise GradinvError(f"{key} is ambiguous: {', '.join(takers)} take it with different defaults "
+                       f"({shown}); set it per attack, e.g. --set {takers[-1]}.{key}=VALUE")
+
+
+def build_attacks(attack: str, hyperparameters: dict, prior: PriorSpec | None = None,
+                  attack_settings: dict[str, dict] | None = None) -> dict[str, attacks.Attack]:
+    """The chosen attacks with their settings (``attack_arguments``); the prior goes to those
+    that take one. Bad settings are refused before any prior is loaded."""
+    arguments = attack_arguments(attack, hyperparameters, attack_settings or {})
+    takers = [n for n in arguments if "prior" in attacks.accepted_hyperparameters(n)]
+    if prior is not None and not takers:
+        raise GradinvError(f"no attack among {', '.join(arguments)} takes 'prior'")
+    loaded = None if prior is None else load_prior(**asdict(prior))
+    return {n: attacks.create(n, **kw, **({"prior": loaded} if n in takers and loaded is not None
+                                          and "prior" not in kw else {}))
+            for n, kw in arguments.items()}
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What one configuration produced, before anything is written: every attack's outcome,
+    the client's batch (the ground truth) and the settings as they ran (config.json's
+    content). Sweeps and benchmarks keep it in memory; ``run_audit`` writes it."""
+
+    config: AuditConfig
+    outcomes: dict[str, Outcome]
+    truth: PrivateBatch
+    settings: dict
+
+
+def run_config(config: AuditConfig, *, progress: bool = False, model: nn.Module | None = None,
+               data: ImageDataset | None = None) -> RunOutcome:
+    """Run one configuration and return its outcome; writes nothing. ``model`` replaces the
+    victim built from the config, ``data`` the dataset it names (a benchmark's own images)."""
     device = resolve_device(config.device)
-    if out is not None:
-        check_writable(out)
-    chosen = build_attacks(config.attack, config.hyperparameters, config.prior)
-    dataset = load_dataset(config.dataset, data_dir=config.data_dir, split=config.split,
-                           image_size=config.image_size)
-    batch = private_batch(dataset, config.batch_size, size=config.image_size,
+    arguments = attack_arguments(config.attack, config.hyperparameters, config.attack_settings)
+    chosen = build_attacks(config.attack, config.hyperparameters, config.prior,
+                           config.attack_settings)
+    if data is None:
+        data = load_dataset(config.dataset, data_dir=config.data_dir, split=config.split,
+                            image_size=config.image_size)
+    batch = private_batch(data, config.batch_size, size=config.image_size,
                           channels=config.channels, offset=config.offset,
                           distinct_labels=config.distinct_labels)
     if model is None:
         model = build_model(config.model, channels=config.channels,
-                            num_classes=dataset.num_classes, image_size=config.image_size,
-                            width=config.width, seed=config.seed,
+                            num_classes=data.num_classes, image_size=config.image_size,
+                            width=config.width, seed=config.model_seed,
                             init_scheme=config.init_scheme)
-    check_bn_prior(config.hyperparameters, config.threat, model)
+    check_bn_prior(arguments, config.threat, model)
     update = compute_update(model, batch, kind=config.update, fedavg=config.fedavg,
                             mode=config.threat.model_mode,
                             defenses=DefensePipeline.from_specs(config.defenses))
     observation = observe(update, config.threat)
     outcomes = run_attacks(chosen, model, observation, batch,
                            image_shape=tuple(batch.images.shape[1:]),
-                           data_channels=dataset.channels, num_classes=dataset.num_classes,
-                           seed=config.seed, device=device, progress=progress)
+                           data_channels=data.channels, num_classes=data.num_classes,
+                           seed=config.attack_seed, device=device, progress=progress)
+    return RunOutcome(config, outcomes, batch, run_settings(config, chosen, device))
+
+
+def run_audit(config: AuditConfig, *, out: str | Path | None = "runs", progress: bool = True,
+              model: nn.Module | None = None) -> AuditResult:
+    """``run_config``, then a run folder under ``out`` (unless ``out`` is None) holding the
+    report and config.toml, from which ``gradinv attack --config`` repeats the run."""
+    if out is not None:
+        resolve_device(config.device)
+        check_writable(out)
+    run = run_config(config, progress=progress, model=model)
     folder = None
     if out is not None:
-        folder = write_report(out, f"{'-'.join(outcomes)}-{config.model}-{config.dataset}",
-                              config=run_settings(config, chosen, device), truth=batch,
-                              outcomes=outcomes,
-                              title=f"gradinv: {', '.join(outcomes)} on {config.model}")
-    return AuditResult(outcomes, batch.images, folder)
+        folder = write_report(out, f"{'-'.join(run.outcomes)}-{config.model}-{config.dataset}",
+                              config=run.settings, truth=run.truth, outcomes=run.outcomes,
+                              title=f"gradinv: {', '.join(run.outcomes)} on {config.model}")
+        save_config(config, folder / "config.toml")
+    return AuditResult(run.outcomes, run.truth.images, folder)
 
 
 def run_settings(config: object, chosen: dict[str, attacks.Attack],
@@ -245,11 +331,13 @@ def run_attacks(chosen: dict[str, attacks.Attack], model: nn.Module, observation
     """Run every attack on the same observation; score each against ``truth`` when given."""
     outcomes = {}
     for name, attack in chosen.items():
+        started = time.monotonic()
         rec = attack.reconstruct(model, observation, image_shape=image_shape, seed=seed,
                                  device=device, progress=progress)
+        seconds = time.monotonic() - started
         scores = None if truth is None else evaluate(
             rec, truth.images, truth.labels, data_channels=data_channels, num_classes=num_classes)
-        outcomes[name] = Outcome(rec, scores)
+        outcomes[name] = Outcome(rec, scores, seconds)
     return outcomes
 
 

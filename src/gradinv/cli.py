@@ -17,6 +17,7 @@ from .fl.record import open_record
 from .models import INIT_SCHEMES, available_models
 from .priors.giml import GIMLConfig, learn_prior
 from .record_audit import RecordAuditConfig, run_record_audit
+from .settings import config_from_dict, parse_assignment, read_toml
 from .types import FedAvgConfig, GradinvError, ThreatModel
 
 HYPERPARAMETERS = ("iterations", "restarts", "lr", "tv", "cost", "top_k", "latent_iterations",
@@ -32,13 +33,15 @@ BATCH_FIELDS = ("model", "width", "init_scheme", "dataset", "data_dir", "split",
 # would be silently ignored.
 FRESH_OPTIONS = (*BATCH_FIELDS, "allow_repeated_labels", *LOCAL_OPTIONS, "unknown_labels",
                  "unknown_count", "bn_stats", "unknown_hparams", "mode", "defense",
-                 "defense_known")
+                 "defense_known", "config", "model_seed")
 
 
 def _add_attack_arguments(p: argparse.ArgumentParser) -> None:
     d = AuditConfig()
-    p.add_argument("--attack", default="gi", help="attack name (see 'gradinv list'), or a "
-                   "comma-separated list to compare on the same update with the same budget")
+    p.add_argument("--config", metavar="FILE", help="a run configuration in TOML (every run "
+                   "folder holds its own config.toml); options given here override it")
+    p.add_argument("--attack", help="attack name (see 'gradinv list'), or a comma-separated "
+                   f"list to compare on the same update with the same budget (default {d.attack})")
     p.add_argument("--model", help=f"victim model: {', '.join(available_models())} (default "
                    f"{d.model})")
     p.add_argument("--width", type=int, help="model width (convnet, resnet18)")
@@ -71,9 +74,16 @@ def _add_attack_arguments(p: argparse.ArgumentParser) -> None:
                    "'gradinv fl simulate') instead: model, weights and threat model come from it")
     p.add_argument("--round", type=int, help="with --record: the round of the update")
     p.add_argument("--client", type=int, help="with --record: the client of the update")
-    p.add_argument("--iterations", type=int)
-    p.add_argument("--restarts", type=int)
-    p.add_argument("--lr", type=float, help="attack learning rate")
+    p.add_argument("--set", action="append", metavar="NAME.KEY=VALUE", dest="assignments",
+                   help="one setting of one chosen attack or defense, e.g. --set gias.lr=1e-4 "
+                   "--set gi.tv=1e-3 --set prune.rate=0.5 (value: true/false, int, float or "
+                   "text; repeatable; wins over the shared options below)")
+    p.add_argument("--iterations", type=int, help="every chosen attack's budget (shared)")
+    p.add_argument("--restarts", type=int, help="every chosen attack's restarts (shared)")
+    p.add_argument("--lr", type=float, help="attack learning rate. This and the options below "
+                   "go to every chosen attack that takes them, and are refused when several "
+                   "do with different defaults (gi's lr is 0.1 for pixels, gias's 1e-4 for "
+                   "generator weights): use --set ATTACK.KEY=VALUE then")
     p.add_argument("--tv", type=float, help="total-variation weight")
     p.add_argument("--cost", choices=["cosine", "l2"])
     p.add_argument("--top-k", type=int, help="match only the k layers with the largest update")
@@ -89,8 +99,13 @@ def _add_attack_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--latent-dim", type=int, help="latent size of a user generator")
     p.add_argument("--output-range", type=float, nargs=2, metavar=("LOW", "HIGH"),
                    help="value range of a user generator's output (default -1 1)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--seed", type=int, help="seeds both the victim model and the attack "
+                   "(default 0)")
+    p.add_argument("--model-seed", type=int, help="seed of the victim's initialisation "
+                   "(default: --seed)")
+    p.add_argument("--attack-seed", type=int, help="seed of the attack's random starts "
+                   "(default: --seed)")
+    p.add_argument("--device", help="auto, cpu or cuda (default auto)")
     p.add_argument("--out", default="runs", help="folder where the run folder is created")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -135,11 +150,18 @@ def _fedavg_from_args(args: argparse.Namespace) -> FedAvgConfig | None:
     return FedAvgConfig(**{LOCAL_OPTIONS[k]: v for k, v in given.items()}) if given else None
 
 
+def _threat_given(args: argparse.Namespace) -> dict:
+    """The ThreatModel fields the switches given change (a switch not given changes none)."""
+    given = {"labels_known": False if args.unknown_labels else None,
+             "num_images_known": False if args.unknown_count else None,
+             "bn_stats_known": True if args.bn_stats else None,
+             "local_hparams_known": False if args.unknown_hparams else None,
+             "model_mode": args.mode}
+    return {k: v for k, v in given.items() if v is not None}
+
+
 def _threat_from_args(args: argparse.Namespace) -> ThreatModel:
-    mode = {} if args.mode is None else {"model_mode": args.mode}
-    return ThreatModel(labels_known=not args.unknown_labels,
-                       num_images_known=not args.unknown_count, bn_stats_known=args.bn_stats,
-                       local_hparams_known=not args.unknown_hparams, **mode)
+    return ThreatModel(**_threat_given(args))
 
 
 def _hyperparameters(args: argparse.Namespace) -> dict:
@@ -166,15 +188,49 @@ def _prior_from_args(args: argparse.Namespace) -> PriorSpec | None:
 
 
 def config_from_args(args: argparse.Namespace) -> AuditConfig:
-    """A fresh client batch: unset options keep AuditConfig's defaults."""
+    """A fresh client batch: the --config file (if any), overridden by the options given;
+    what neither sets keeps AuditConfig's defaults."""
     _refuse_given(args, ("round", "client"), "only applies to --record (a recorded update)")
-    return AuditConfig(
-        attack=args.attack, **_given(args, BATCH_FIELDS),
-        distinct_labels=not args.allow_repeated_labels, fedavg=_fedavg_from_args(args),
-        threat=replace(_threat_from_args(args), defense_known=args.defense_known),
-        defenses=tuple(args.defense or ()), hyperparameters=_hyperparameters(args),
-        seed=args.seed, device=args.device, prior=_prior_from_args(args),
-    )
+    values = read_toml(args.config) if args.config else {}
+    if args.seed is not None:  # --seed sets both, over the file's resolved seeds
+        values.pop("model_seed", None)
+        values.pop("attack_seed", None)
+    values.update(_given(args, ("attack", *BATCH_FIELDS, "seed", "model_seed", "attack_seed",
+                                "device")))
+    if args.allow_repeated_labels:
+        values["distinct_labels"] = False
+    fedavg = _given(args, LOCAL_OPTIONS)
+    if fedavg:
+        values["fedavg"] = {**values.get("fedavg", {}),
+                            **{LOCAL_OPTIONS[k]: v for k, v in fedavg.items()}}
+    values["threat"] = {**values.get("threat", {}), **_threat_given(args),
+                        **({"defense_known": True} if args.defense_known else {})}
+    if args.defense:
+        values["defenses"] = [vars(defenses.parse_spec(d)) for d in args.defense]
+    values["hyperparameters"] = {**values.get("hyperparameters", {}), **_hyperparameters(args)}
+    prior = _prior_from_args(args)
+    if prior is not None:
+        values["prior"] = vars(prior)
+    _apply_assignments(values, args.assignments or ())
+    return config_from_dict(AuditConfig, values)  # type: ignore[return-value]
+
+
+def _apply_assignments(values: dict, assignments: Sequence[str]) -> None:
+    """Each --set NAME.key=value into ``values``: a chosen defense's settings when NAME is one
+    (applied once; refused when it is applied several times), else the attack's settings."""
+    per_attack = {k: dict(v) for k, v in values.get("attack_settings", {}).items()}
+    chosen = [dict(d) for d in values.get("defenses", [])]
+    for text in assignments:
+        name, key, value = parse_assignment(text)
+        matches = [d for d in chosen if d["name"] == name]
+        if len(matches) > 1:
+            raise GradinvError(f"--set {text!r} is ambiguous: defense {name!r} is applied "
+                               f"{len(matches)} times; give its settings in --defense instead")
+        if matches:
+            matches[0]["settings"] = {**matches[0].get("settings", {}), key: value}
+        else:
+            per_attack.setdefault(name, {})[key] = value
+    values["attack_settings"], values["defenses"] = per_attack, chosen
 
 
 def record_config_from_args(args: argparse.Namespace) -> RecordAuditConfig:
@@ -184,9 +240,15 @@ def record_config_from_args(args: argparse.Namespace) -> RecordAuditConfig:
                   "the client's data and update, and the threat model")
     if args.round is None or args.client is None:
         raise GradinvError("--record needs --round and --client (the update to attack)")
+    values: dict = {"hyperparameters": _hyperparameters(args), "prior": _prior_from_args(args)}
+    _apply_assignments(values, args.assignments or ())
+    if values["defenses"]:
+        raise GradinvError("--set names a defense, but with --record the record fixes them")
+    seed = args.attack_seed if args.attack_seed is not None else args.seed
     return RecordAuditConfig(record=args.record, round=args.round, client=args.client,
-                             attack=args.attack, hyperparameters=_hyperparameters(args),
-                             prior=_prior_from_args(args), seed=args.seed, device=args.device)
+                             attack=args.attack or "gi", hyperparameters=values["hyperparameters"],
+                             attack_settings=values["attack_settings"], prior=values["prior"],
+                             seed=0 if seed is None else seed, device=args.device or "auto")
 
 
 def _print_result(result: AuditResult) -> None:

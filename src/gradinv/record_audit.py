@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .audit import (AuditResult, PriorSpec, build_attacks, check_attack_settings,
-                    check_bn_prior, resolve_device, run_attacks, run_settings, write_report)
+from .audit import (AuditResult, PriorSpec, attack_arguments, build_attacks,
+                    check_attack_settings, check_bn_prior, resolve_device, run_attacks,
+                    run_settings, write_report)
 from .files import check_writable
 from .fl.private import load_private_batch
 from .fl.record import open_record
@@ -25,6 +26,7 @@ class RecordAuditConfig:
     client: int
     attack: str = "gi"
     hyperparameters: dict = field(default_factory=dict)
+    attack_settings: dict[str, dict] = field(default_factory=dict)
     prior: PriorSpec | None = None
     seed: int = 0
     device: str = "auto"
@@ -40,10 +42,12 @@ def run_record_audit(config: RecordAuditConfig, *, out: str | Path | None = "run
     device = resolve_device(config.device)
     if out is not None:
         check_writable(out)
-    chosen = build_attacks(config.attack, config.hyperparameters, config.prior)
+    arguments = attack_arguments(config.attack, config.hyperparameters, config.attack_settings)
+    chosen = build_attacks(config.attack, config.hyperparameters, config.prior,
+                           config.attack_settings)
     record = open_record(config.record)
     model = record.build_model()
-    check_bn_prior(config.hyperparameters, record.meta.threat, model)
+    check_bn_prior(arguments, record.meta.threat, model)
     observation = record.observation(config.round, config.client)
     truth = load_private_batch(config.record, config.round, config.client)
     spec = record.meta.model
