@@ -133,3 +133,19 @@ def test_a_run_repeats_from_its_config_toml(capsys, tmp_path):
     config = json.loads((third / "config.json").read_text())
     assert code == 0 and (config["model_seed"], config["attack_seed"]) == (5, 5)
     assert config["attacks"]["gi"]["tv"] == 1e-3
+
+
+def test_run_folders_never_collide_between_threads(tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+    from threading import Barrier
+
+    from gradinv.report import new_run_dir
+    start = Barrier(16)
+
+    def claim(_: int):
+        start.wait()
+        return new_run_dir(tmp_path / "runs", "same-name")
+
+    with ThreadPoolExecutor(16) as pool:
+        folders = list(pool.map(claim, range(16)))
+    assert len(set(folders)) == 16 and all(f.is_dir() for f in folders)

@@ -32,14 +32,19 @@ def environment() -> dict:
 
 
 def new_run_dir(root: str | Path, name: str) -> Path:
-    """``root/<timestamp>-<name>``, never reusing an existing folder."""
+    """``root/<timestamp>-<name>`` (``-1``, ``-2``, ... appended when taken), never reusing an
+    existing folder: creating it is the claim (``exist_ok=False``), so two workers starting
+    the same second cannot both get the same one, as they could by checking first."""
     stamp = time.strftime("%Y%m%d-%H%M%S")
     base = Path(root) / f"{stamp}-{name}"
+    base.parent.mkdir(parents=True, exist_ok=True)
     path, k = base, 1
-    while path.exists():
-        path, k = base.with_name(f"{base.name}-{k}"), k + 1
-    path.mkdir(parents=True)
-    return path
+    while True:
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            path, k = base.with_name(f"{base.name}-{k}"), k + 1
 
 
 def json_safe(value: object) -> object:
