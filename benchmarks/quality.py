@@ -21,19 +21,18 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from gradinv.attacks import create
-from gradinv.audit import evaluate, resolve_device
-from gradinv.data import ImageDataset, adapt_channels, load_dataset, private_batch
-from gradinv.fl import compute_update, observe
+from gradinv.audit import AuditConfig, PriorSpec, resolve_device, run_config
+from gradinv.data import ImageDataset, adapt_channels, load_dataset
 from gradinv.models import INIT_SCHEMES, build_model
 from gradinv.metrics import psnr
 from gradinv.priors import load_prior, project
 from gradinv.report import image_grid, write_png
+from gradinv.settings import parse_assignment
 from gradinv.types import GradinvError, ThreatModel
 
 
@@ -54,22 +53,12 @@ def attack_settings(names: list[str], budget: int, restarts: int, latent_share: 
         "gias": {"iterations": budget, "latent_iterations": latent, "restarts": restarts},
     }
     for override in overrides:
-        name, _, rest = override.partition(".")
-        key, _, value = rest.partition("=")
-        if name not in names or not key or not value:
+        name, key, value = parse_assignment(override)
+        if name not in names:
             raise SystemExit(f"--set expects attack.key=value with attack in {names}: "
                              f"{override!r}")
-        settings[name][key] = _literal(value)
+        settings[name][key] = value
     return {name: settings[name] for name in names}
-
-
-def _literal(text: str) -> int | float | str:
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
 
 
 def load_test_split() -> ImageDataset:
@@ -133,7 +122,8 @@ def main() -> None:
     device = resolve_device(args.device)
     threat = ThreatModel(model_mode=args.mode, bn_stats_known=args.bn_stats)
     data = load_test_split() if args.case == "fashion" else load_lfw_faces()
-    prior = load_prior("fashion-mnist" if args.case == "fashion" else "faces")
+    prior_name = "fashion-mnist" if args.case == "fashion" else "faces"
+    prior = load_prior(prior_name)  # for the ceiling; the attacks load theirs from the config
     step = 100 if args.case == "fashion" else 10
     model = build_model("resnet18", channels=3, num_classes=10, width=args.width, seed=0,
                         init_scheme=args.init_scheme)
@@ -148,11 +138,16 @@ def main() -> None:
           f"budget {args.budget} iterations, "
           f"{args.restarts} restart(s), batches {args.batch_sizes}, seeds {args.seeds}, "
           f"settings {settings}")
+    # The victim is seeded 0 for every batch; the attack's starts are seeded by the batch index.
+    base = AuditConfig(attack=",".join(names), model="resnet18", width=args.width,
+                       init_scheme=args.init_scheme, threat=threat, attack_settings=settings,
+                       prior=PriorSpec(prior_name), model_seed=0, device=args.device)
     results: list[dict] = []
     for batch_size in args.batch_sizes:
         for seed in args.seeds:
-            batch = private_batch(data, batch_size, size=32, channels=3, offset=step * seed)
-            obs = observe(compute_update(model, batch, mode=threat.model_mode), threat)
+            config = replace(base, batch_size=batch_size, offset=step * seed, attack_seed=seed)
+            run = run_config(config, model=model, data=data)
+            batch = run.truth
             rows = [batch.images]
             ceiling = project(prior, batch.images.to(device), iterations=1000, restarts=4,
                               seed=seed).cpu()
@@ -162,19 +157,15 @@ def main() -> None:
                             "best_psnr": float(ceiling_psnr.max())})
             print(f"  B={batch_size} seed={seed} prior ceiling (closest G(z) to the truth) "
                   f"PSNR {results[-1]['mean_psnr']:6.2f} dB", flush=True)
-            for name, hp in settings.items():
-                extra = {"prior": prior} if name != "gi" else {}
-                started = time.monotonic()
-                rec = create(name, **hp, **extra).reconstruct(
-                    model, obs, image_shape=(3, 32, 32), seed=seed, device=device, progress=False)
-                s = evaluate(rec, batch.images, batch.labels, data_channels=1, num_classes=10)
-                rows.append(rec.images[torch.tensor(s.order)])
+            for name, outcome in run.outcomes.items():
+                s = outcome.scores
+                rows.append(outcome.reconstruction.images[torch.tensor(s.order)])
                 results.append({"attack": name, "batch_size": batch_size, "seed": seed,
                                 "mean_psnr": s.mean_psnr, "mean_ssim": s.mean_ssim,
-                                "best_psnr": s.best_psnr, "seconds": time.monotonic() - started})
+                                "best_psnr": s.best_psnr, "seconds": outcome.seconds})
                 print(f"  B={batch_size} seed={seed} {name:5s} PSNR {s.mean_psnr:6.2f} dB "
                       f"SSIM {s.mean_ssim:.3f} best {s.best_psnr:6.2f} "
-                      f"({time.monotonic() - started:.0f} s)", flush=True)
+                      f"({outcome.seconds:.0f} s)", flush=True)
             write_png(out / f"grid-B{batch_size}-seed{seed}.png", image_grid(rows, scale=2))
     (out / "results.json").write_text(json.dumps({"settings": vars(args), "results": results},
                                                  indent=2))
