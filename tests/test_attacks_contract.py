@@ -85,5 +85,5 @@ def test_gi_start_images():
 
 
 def test_gias_checks_its_generator_stage_settings():
-    with pytest.raises(GradinvError, match="lr > 0"):
+    with pytest.raises(GradinvError, match="0 < lr <= "):
         attacks.create("gias", lr=0.0)
