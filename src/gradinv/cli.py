@@ -9,6 +9,7 @@ from dataclasses import fields, replace
 from . import attacks, defenses
 from .attacks.gi import INITS
 from .audit import AuditConfig, AuditResult, PriorSpec, resolve_device, run_audit
+from .cli_audit import add_audit_parser
 from .data import DATASETS
 from .data.partition import PARTITIONS
 from .fl import federation
@@ -433,6 +434,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=cmd_demo)
     _add_fl_parser(sub)
     _add_prior_parser(sub)
+    add_audit_parser(sub)
     return parser
 
 

@@ -1,0 +1,245 @@
+"""Audit a whole federation record: attack every recorded update (or a sample) and rank the
+clients and rounds by how much their updates leak.
+
+Leakage is scored as the attacks' mean PSNR/SSIM and label accuracy against the clients'
+private batches where the record keeps them (``gradinv.fl.private``), and always by the
+matching cost the attack reached (lower: the update was matched more closely). Rankings use
+PSNR where every attacked update is scored, the matching cost otherwise. The report folder
+holds ``leakage.json``, ``leakage.png`` (leakage over rounds: does it fall as the model
+trains?) and ``report.html``.
+"""
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from statistics import fmean
+
+import numpy as np
+from torch import nn
+
+from .audit import (PriorSpec, attack_arguments, build_attacks, check_attack_settings,
+                    check_bn_prior, resolve_device, run_attacks)
+from .checks import check_int
+from .files import check_writable
+from .fl.private import load_private_batch
+from .fl.record import Entry, Record, open_record
+from .progress import Progress
+from .report.png import CURVE_COLOURS, line_plot, write_png
+from .report.run_folder import environment, new_run_dir, write_json
+from .types import GradinvError
+
+
+@dataclass(frozen=True)
+class LeakageAuditConfig:
+    """Which updates of ``record`` to attack (all by default), and with what."""
+
+    record: str
+    attack: str = "gi"
+    hyperparameters: dict = field(default_factory=dict)
+    attack_settings: dict[str, dict] = field(default_factory=dict)
+    prior: PriorSpec | None = None
+    rounds: tuple[int, ...] | None = None
+    clients: tuple[int, ...] | None = None
+    max_updates: int | None = None
+    seed: int = 0
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        check_attack_settings(self)
+        for name in ("rounds", "clients"):
+            value = getattr(self, name)
+            if value is not None:
+                if isinstance(value, (str, bytes)) or not isinstance(value, Sequence) or not value:
+                    raise GradinvError(f"{name} must be a non-empty list of integers")
+                for v in value:
+                    check_int(name, v, low=0)
+                object.__setattr__(self, name, tuple(value))
+        check_int("max_updates", self.max_updates, low=1, optional=True)
+
+
+@dataclass(frozen=True)
+class LeakageResult:
+    rows: list[dict]
+    clients: list[dict]
+    rounds: list[dict]
+    folder: Path | None
+
+
+def select_entries(record: Record, config: LeakageAuditConfig) -> list[Entry]:
+    """The recorded updates chosen by ``rounds``/``clients``, then the first ``max_updates``
+    spread evenly over them; one clear error when none is left."""
+    entries = record.entries()
+    if not entries:
+        raise GradinvError(f"{record.path} holds no complete round: nothing to audit "
+                           "(empty, or cut off before its first round ended)")
+    if config.rounds is not None:
+        missing = sorted(set(config.rounds) - set(record.rounds()))
+        if missing:
+            raise GradinvError(f"{record.path} has no complete round {missing[0]} (complete: "
+                               f"{', '.join(map(str, record.rounds()))})")
+        entries = [e for e in entries if e.round in config.rounds]
+    if config.clients is not None:
+        entries = [e for e in entries if e.client_id in config.clients]
+        if not entries:
+            raise GradinvError(f"{record.path} has no update of clients "
+                               f"{', '.join(map(str, config.clients))} in the chosen rounds")
+    if config.max_updates is not None and len(entries) > config.max_updates:
+        keep = np.linspace(0, len(entries) - 1, config.max_updates).round().astype(int)
+        entries = [entries[i] for i in sorted(set(keep.tolist()))]
+    return entries
+
+
+def check_model_fits(model: nn.Module, record: Record) -> None:
+    """A model given for the audit must have the recorded architecture's state."""
+    want = {k: tuple(v.shape) for k, v in record.build_model().state_dict().items()}
+    got = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    if want != got:
+        diff = sorted(set(want) ^ set(got)) or sorted(k for k in want if want[k] != got[k])
+        raise GradinvError(f"the model given does not match the architecture of {record.path} "
+                           f"({record.meta.model.name}; first difference: {diff[0]})")
+
+
+def run_leakage_audit(config: LeakageAuditConfig, *, out: str | Path | None = "runs",
+                      progress: bool = True, model: nn.Module | None = None) -> LeakageResult:
+    """Attack the chosen updates of ``config.record`` and rank clients and rounds by leakage.
+    ``model`` (optional) is the user's own client model; it must fit the record's state."""
+    device = resolve_device(config.device)
+    if out is not None:
+        check_writable(out)
+    arguments = attack_arguments(config.attack, config.hyperparameters, config.attack_settings)
+    chosen = build_attacks(config.attack, config.hyperparameters, config.prior,
+                           config.attack_settings)
+    record = open_record(config.record)
+    if model is None:
+        model = record.build_model()
+    else:
+        check_model_fits(model, record)
+    check_bn_prior(arguments, record.meta.threat, model)
+    entries = select_entries(record, config)
+    observations = record.observations(entries)  # every file must exist before the walk
+    spec = record.meta.model
+    bar = Progress("audit", len(entries), enabled=progress, metric="matching cost")
+    rows = []
+    for i, (entry, observation) in enumerate(zip(entries, observations)):
+        truth = load_private_batch(record.path, entry.round, entry.client_id)
+        outcomes = run_attacks(chosen, model, observation, truth,
+                               image_shape=(spec.channels, spec.image_size, spec.image_size),
+                               data_channels=record.meta.data_channels,
+                               num_classes=spec.num_classes, seed=config.seed, device=device,
+                               progress=False)
+        for name, outcome in outcomes.items():
+            s = outcome.scores
+            rows.append({"round": entry.round, "client": entry.client_id, "attack": name,
+                         "matching_cost": outcome.reconstruction.matching_cost,
+                         "mean_psnr": None if s is None else s.mean_psnr,
+                         "mean_ssim": None if s is None else s.mean_ssim,
+                         "label_accuracy": None if s is None else s.label_accuracy,
+                         "labels_shared": observation.labels is not None,
+                         "seconds": outcome.seconds})
+        bar.update(i + 1, rows[-1]["matching_cost"])
+    scored = all(r["mean_psnr"] is not None for r in rows)
+    clients = _rank(rows, "client", scored)
+    rounds = sorted(_rank(rows, "round", scored), key=lambda g: g["round"])
+    folder = None
+    if out is not None:
+        folder = new_run_dir(out, f"audit-{'-'.join(chosen)}-{spec.name}")
+        summary = {"record": str(record.path), "record_meta": record.meta.to_json(),
+                   "attack": config.attack, "hyperparameters": config.hyperparameters,
+                   "attack_settings": config.attack_settings, "seed": config.seed,
+                   "device": str(device), "ranked_by": "mean_psnr" if scored
+                   else "matching_cost", "updates": rows, "clients": clients,
+                   "rounds": rounds, "environment": environment()}
+        write_json(folder / "leakage.json", summary)
+        _plot(folder / "leakage.png", rows, scored)
+        (folder / "report.html").write_text(_html(summary, scored))
+    return LeakageResult(rows, clients, rounds, folder)
+
+
+def _rank(rows: list[dict], key: str, scored: bool) -> list[dict]:
+    """Per client (or round): the mean of each score over its updates and attacks, most
+    leaking first."""
+    groups: dict[int, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(r[key], []).append(r)
+    out = []
+    for k, rs in groups.items():
+        item = {key: k, "updates": len({(r["round"], r["client"]) for r in rs}),
+                "matching_cost": fmean(r["matching_cost"] for r in rs)}
+        for m in ("mean_psnr", "mean_ssim", "label_accuracy"):
+            item[m] = fmean(r[m] for r in rs) if scored else None
+        out.append(item)
+    return sorted(out, key=(lambda g: -g["mean_psnr"]) if scored
+                  else (lambda g: g["matching_cost"]))
+
+
+def _series(rows: list[dict], scored: bool) -> dict[str, list[float]]:
+    metric = "mean_psnr" if scored else "matching_cost"
+    rounds = sorted({r["round"] for r in rows})
+    series = {}
+    for attack in dict.fromkeys(r["attack"] for r in rows):
+        series[attack] = [fmean(r[metric] for r in rows
+                                if r["attack"] == attack and r["round"] == rnd)
+                          for rnd in rounds]
+    return series
+
+
+def _plot(path: Path, rows: list[dict], scored: bool) -> None:
+    """Leakage over rounds: matplotlib when installed (the ``plots`` extra), else gradinv's
+    own PNG line plot (log scale for the matching cost)."""
+    series = _series(rows, scored)
+    rounds = sorted({r["round"] for r in rows})
+    label = "mean PSNR (dB)" if scored else "matching cost"
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        from matplotlib import pyplot as plt
+    except ImportError:
+        if len(rounds) == 1:  # a single point draws no line: repeat it
+            series = {k: v * 2 for k, v in series.items()}
+        write_png(path, line_plot(series, log=not scored))
+        return
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for attack, values in series.items():
+        ax.plot(rounds, values, marker="o", label=attack)
+    ax.set_xlabel("round")
+    ax.set_ylabel(label)
+    if not scored:
+        ax.set_yscale("log")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _fmt(value: object) -> str:
+    return "-" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def _table(items: list[dict], columns: list[str]) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(i.get(c)))}</td>" for c in columns)
+                   + "</tr>" for i in items)
+    return f"<table border=1 cellpadding=3><tr>{head}</tr>{body}</table>"
+
+
+def _html(summary: dict, scored: bool) -> str:
+    scores = ["mean_psnr", "mean_ssim", "label_accuracy", "matching_cost"]
+    legend = ", ".join(f"<span style='color:rgb{c}'>{html.escape(a)}</span>" for a, c in
+                       zip(dict.fromkeys(r["attack"] for r in summary["updates"]),
+                           CURVE_COLOURS * 4))
+    note = ("scored against the clients' private batches kept in the record" if scored else
+            "the record keeps no private batches (for every update attacked): ranked by "
+            "matching cost, lower leaks more")
+    return f"""<!doctype html><html><head><meta charset="utf-8">
+<title>gradinv audit of {html.escape(summary['record'])}</title></head><body>
+<h1>gradinv audit of {html.escape(summary['record'])}</h1>
+<p>attacks: {html.escape(summary['attack'])}; {note}.</p>
+<h2>Clients, most leaking first</h2>{_table(summary['clients'], ['client', 'updates'] + scores)}
+<h2>Leakage over rounds</h2><p><img src="leakage.png" alt="leakage over rounds"> {legend}</p>
+{_table(summary['rounds'], ['round', 'updates'] + scores)}
+<h2>Every update</h2>
+{_table(summary['updates'], ['round', 'client', 'attack'] + scores + ['labels_shared', 'seconds'])}
+</body></html>
+"""

@@ -1,0 +1,257 @@
+"""gradinv.flower: recording a Flower federation, and auditing the record (gradinv audit)."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from flwr.app import ArrayRecord, ConfigRecord
+from flwr.serverapp.strategy import FedAvg
+
+from gradinv.cli import main
+from gradinv.fl.client import compute_update
+from gradinv.fl.private import load_private_batch
+from gradinv.fl.record import ModelSpec, open_record
+from gradinv.flower import RecordingStrategy, client_reply
+from gradinv.models import build_model
+from gradinv.record_leakage import LeakageAuditConfig, run_leakage_audit
+from gradinv.types import GradinvError, PrivateBatch, ThreatModel
+
+ROOT = Path(__file__).resolve().parents[1]
+SPEC = ModelSpec("lenet", 12, 1, 10, 16, "dlg-uniform")
+LR = 0.1
+RAY_PATTERN = "raylet|gcs_server|flower-superlink|flower-superexec|ray::"
+
+
+@pytest.fixture(autouse=True)
+def flower_run(monkeypatch):
+    """FedAvg builds real Messages, which need the identity of a run (Flower sets it when a
+    ServerApp runs; these tests call the strategy directly)."""
+    from flwr.supercore.task_identity import TaskIdentity
+    for name in ("_run_id", "_task_id", "_node_id"):
+        monkeypatch.setattr(TaskIdentity, name, 1, raising=False)
+
+
+class Grid:
+    """The part of a Flower Grid that FedAvg's configure_train uses."""
+
+    def __init__(self, nodes):
+        self.nodes = nodes
+
+    def get_node_ids(self):
+        return list(self.nodes)
+
+
+def reply(node, content):
+    """A client's reply as the server's strategy receives it."""
+    return SimpleNamespace(content=content, metadata=SimpleNamespace(src_node_id=node),
+                           has_error=lambda: False, has_content=lambda: True)
+
+
+def one_step(state, batch):
+    """The client: one plain SGD step on its whole batch, in train mode; returns its new state
+    and the gradient it stepped with."""
+    model = build_model("lenet", channels=1, num_classes=10, image_size=16)
+    model.load_state_dict(state)
+    model.train()
+    torch.nn.functional.cross_entropy(model(batch.images), batch.labels).backward()
+    gradient = {k: p.grad.clone() for k, p in model.named_parameters()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p -= LR * p.grad
+    return model.state_dict(), gradient
+
+
+def batches(n=2, size=3):
+    g = torch.Generator().manual_seed(1)
+    return [PrivateBatch(torch.rand(size, 1, 16, 16, generator=g),
+                         torch.randint(0, 10, (size,), generator=g)) for _ in range(n)]
+
+
+def run_round(strategy, state, server_round=1, declare=None, nodes=(5001, 9002)):
+    """Configure, let each client take one step, aggregate: what the clients sent."""
+    strategy.configure_train(server_round, ArrayRecord(state), ConfigRecord(), Grid(nodes))
+    sent, replies = [], []
+    for client, (node, batch) in enumerate(zip(nodes, batches(len(nodes)))):
+        new, gradient = one_step(state, batch)
+        kwargs = dict(partition_id=client, lr=LR, local_batch_size=len(batch.labels), epochs=1,
+                      labels=batch.labels, private=batch)
+        kwargs.update(declare or {})
+        replies.append(reply(node, client_reply(new, len(batch.labels), **kwargs)))
+        sent.append((new, gradient, batch))
+    arrays, _ = strategy.aggregate_train(server_round, replies)
+    return sent, replies, arrays
+
+
+def initial_state():
+    return build_model("lenet", channels=1, num_classes=10, image_size=16, seed=3).state_dict()
+
+
+def test_recorded_arrays_are_bit_exact_with_what_was_sent(tmp_path):
+    strategy = RecordingStrategy(FedAvg(fraction_evaluate=0.0), tmp_path / "rec", model=SPEC,
+                                 store_private=True)
+    state = initial_state()
+    sent, replies, arrays = run_round(strategy, state)
+    assert all("gradinv-private" not in r.content for r in replies)  # FedAvg never saw it
+    record = open_record(tmp_path / "rec")
+    assert record.rounds() == [0]
+    for k, v in record.global_state(0).items():
+        assert torch.equal(v, state[k]), k
+    for k, v in record.global_state(1).items():
+        assert torch.equal(v, arrays.to_torch_state_dict()[k]), k
+    for client, (new, _, batch) in enumerate(sent):
+        obs = record.observation(0, client)
+        assert obs.kind == "fedavg" and obs.fedavg.lr == LR and obs.num_images == 3
+        assert torch.equal(obs.labels, batch.labels)
+        for k, v in obs.tensors.items():
+            assert torch.equal(v, new[k] - state[k]), k  # the delta of exactly what was sent
+        private = load_private_batch(tmp_path / "rec", 0, client)
+        assert torch.equal(private.images, batch.images)
+        assert torch.equal(private.labels, batch.labels)
+
+
+def test_one_local_step_delta_reproduces_the_gradient(tmp_path):
+    fedavg = RecordingStrategy(FedAvg(fraction_evaluate=0.0), tmp_path / "a", model=SPEC)
+    fedsgd = RecordingStrategy(FedAvg(fraction_evaluate=0.0), tmp_path / "b", model=SPEC,
+                               update="fedsgd")
+    state = initial_state()
+    sent, _, _ = run_round(fedavg, state)
+    run_round(fedsgd, state)
+    model = build_model("lenet", channels=1, num_classes=10, image_size=16)
+    model.load_state_dict(state)
+    for client, (_, gradient, batch) in enumerate(sent):
+        delta = open_record(tmp_path / "a").observation(0, client).tensors
+        recorded = open_record(tmp_path / "b").observation(0, client)
+        ours = compute_update(model, batch, kind="fedsgd", mode="train").tensors
+        for k, g in gradient.items():
+            err = (delta[k] / -LR - g).abs().max().item()
+            assert err < 1e-5, (k, err)
+            torch.testing.assert_close(recorded.tensors[k], delta[k] / -LR)
+            torch.testing.assert_close(ours[k], g, rtol=1e-4, atol=1e-6)  # gradinv's replay
+    print(f"max |delta/-lr - gradient|: {err:.2e}")
+
+
+def test_withheld_metadata_is_not_recorded(tmp_path):
+    threat = ThreatModel(labels_known=False, num_images_known=False, local_hparams_known=False,
+                         model_mode="train")
+    strategy = RecordingStrategy(FedAvg(fraction_evaluate=0.0), tmp_path / "r", model=SPEC,
+                                 threat=threat)
+    run_round(strategy, initial_state())
+    line = json.loads((tmp_path / "r" / "manifest.jsonl").read_text().splitlines()[0])
+    assert set(line) == {"round", "client_id", "broadcast", "update"}
+    assert not (tmp_path / "r" / "private").exists()
+
+
+def test_clear_errors_when_recording(tmp_path):
+    fed = FedAvg(fraction_evaluate=0.0)
+    other = build_model("lenet", channels=1, num_classes=10, image_size=28).state_dict()
+    strategy = RecordingStrategy(fed, tmp_path / "arch", model=SPEC)
+    with pytest.raises(GradinvError, match="do not match the recorded architecture lenet"):
+        strategy.configure_train(1, ArrayRecord(other), ConfigRecord(), Grid([1, 2]))
+    strategy = RecordingStrategy(fed, tmp_path / "labels", model=SPEC)  # labels_known
+    with pytest.raises(GradinvError, match="did not declare 'labels'"):
+        run_round(strategy, initial_state(), declare={"labels": None})
+    strategy = RecordingStrategy(fed, tmp_path / "lr", model=SPEC, update="fedsgd")
+    with pytest.raises(GradinvError, match="more than one local step"):
+        run_round(strategy, initial_state(), declare={"local_batch_size": 1})
+    strategy = RecordingStrategy(fed, tmp_path / "priv", model=SPEC, store_private=True)
+    with pytest.raises(GradinvError, match="sent no private batch"):
+        run_round(strategy, initial_state(), declare={"private": None})
+    with pytest.raises(GradinvError, match="not an empty folder"):
+        RecordingStrategy(fed, tmp_path / "priv", model=SPEC)
+    with pytest.raises(GradinvError, match="message-API Strategy"):
+        RecordingStrategy(object(), tmp_path / "x", model=SPEC)
+
+
+@pytest.fixture
+def record(tmp_path):
+    strategy = RecordingStrategy(FedAvg(fraction_evaluate=0.0), tmp_path / "rec", model=SPEC,
+                                 store_private=True)
+    state = initial_state()
+    _, _, arrays = run_round(strategy, state)
+    run_round(strategy, arrays.to_torch_state_dict(), server_round=2)
+    return tmp_path / "rec"
+
+
+def test_audit_ranks_clients_and_rounds(record, tmp_path):
+    config = LeakageAuditConfig(str(record), hyperparameters={"iterations": 5}, rounds=(0, 1),
+                                max_updates=3)
+    result = run_leakage_audit(config, out=tmp_path / "out", progress=False)
+    assert len(result.rows) == 3 and [r["round"] for r in result.rounds] == [0, 1]
+    assert all(r["mean_psnr"] is not None for r in result.rows)
+    psnr = [c["mean_psnr"] for c in result.clients]
+    assert psnr == sorted(psnr, reverse=True)
+    for name in ("report.html", "leakage.json", "leakage.png"):
+        assert (result.folder / name).stat().st_size > 0
+    assert json.loads((result.folder / "leakage.json").read_text())["ranked_by"] == "mean_psnr"
+
+
+def test_audit_clear_errors(record, tmp_path, capsys):
+    def audit(path, *extra):
+        code = main(["audit", str(path), "--iterations", "2", "--out", str(tmp_path / "o"),
+                     "--quiet", *extra])
+        return code, capsys.readouterr().err
+
+    wrong = build_model("lenet", channels=1, num_classes=10, image_size=28)
+    with pytest.raises(GradinvError, match="does not match the architecture"):
+        run_leakage_audit(LeakageAuditConfig(str(record)), out=None, model=wrong)
+    (tmp_path / "empty").mkdir()
+    assert audit(tmp_path / "empty") == (2, f"gradinv: error: {tmp_path / 'empty'} is not a "
+                                            "gradinv record: it is empty\n")
+    assert "has no complete round 5" in audit(record, "--rounds", "5")[1]
+    # cut off during its first round: nothing complete to audit
+    cut = tmp_path / "cut"
+    cut.mkdir()
+    for name in ("record.json", "rounds", "updates"):
+        os.system(f"cp -r {record / name} {cut / name}")
+    lines = (record / "manifest.jsonl").read_text().splitlines()
+    (cut / "manifest.jsonl").write_text("\n".join(lines[:2]) + "\n" + lines[2][:20])
+    assert "holds no complete round" in audit(cut)[1]
+    # a truncated update file is caught by its sha256
+    update = record / "updates" / "round-00001-client-0001.safetensors"
+    update.write_bytes(update.read_bytes()[:100])
+    code, err = audit(record)
+    assert code == 2 and "does not match its sha256" in err
+
+
+def _ray_processes():
+    found = subprocess.run(["pgrep", "-af", RAY_PATTERN], capture_output=True, text=True).stdout
+    return [line for line in found.splitlines() if "pgrep" not in line]
+
+
+def test_flower_simulation_recorded_and_audited(tmp_path, capsys):
+    """2 clients, 2 rounds of a real Flower simulation (Ray), recorded, audited; nothing left."""
+    before = _ray_processes()
+    env = {**os.environ, "FLWR_TELEMETRY_ENABLED": "0", "RAY_USAGE_STATS_ENABLED": "0",
+           "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, str(ROOT / "examples" / "flower" / "run_flower.py"),
+               "--record", str(tmp_path / "rec"), "--rounds", "2", "--clients", "2",
+               "--dataset", "default"]
+    process = subprocess.Popen(command, env=env, cwd=tmp_path, start_new_session=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        output, _ = process.communicate(timeout=120)
+    finally:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)  # whatever of the group is still running
+        except ProcessLookupError:
+            pass
+        process.wait()
+    assert process.returncode == 0, output[-3000:]
+    record = open_record(tmp_path / "rec")
+    assert record.rounds() == [0, 1] and len(record.entries()) == 4
+    assert sorted(e.client_id for e in record.entries()) == [0, 0, 1, 1]
+    assert main(["audit", str(tmp_path / "rec"), "--iterations", "5", "--out",
+                 str(tmp_path / "out"), "--quiet"]) == 0
+    assert "most leaking client" in capsys.readouterr().out
+    assert len(list((tmp_path / "out").glob("*/report.html"))) == 1
+    deadline = time.monotonic() + 15  # Ray's workers exit a few seconds after shutdown
+    while (left := [p for p in _ray_processes() if p not in before]) and \
+            time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not left, left
