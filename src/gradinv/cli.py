@@ -5,6 +5,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 from dataclasses import fields, replace
+from pathlib import Path
 
 from . import attacks, defenses
 from .attacks.gi import INITS
@@ -416,6 +417,28 @@ def _add_prior_parser(sub) -> None:
     learn.set_defaults(run=cmd_prior_learn)
 
 
+def cmd_sweep(args: argparse.Namespace) -> None:
+    from .sweep import run_sweep
+    out = args.out or str(Path("sweeps") / Path(args.sweep).stem)
+    lines = run_sweep(args.sweep, out, workers=args.workers, retry_failed=args.retry_failed,
+                      progress=not args.quiet)
+    failed = sum(line["status"] == "failed" for line in lines)
+    print(f"sweep: {len(lines)} runs done now ({failed} failed); results: "
+          f"{Path(out) / 'results.jsonl'}")
+
+
+def _add_sweep_parser(sub) -> None:
+    p = sub.add_parser("sweep", help="run a grid of audits (attack x defense x strength x "
+                       "batch size x seed) from a TOML file; resumes where it stopped")
+    p.add_argument("sweep", help="the sweep file (see gradinv.sweep for its format)")
+    p.add_argument("--out", help="SWEEP_DIR: results.jsonl and runs/ (default "
+                   "sweeps/<file name>)")
+    p.add_argument("--workers", type=int, default=1, help="local worker processes (default 1)")
+    p.add_argument("--retry-failed", action="store_true", help="run again the runs that failed")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(run=cmd_sweep)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gradinv", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -434,6 +457,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(run=cmd_demo)
     _add_fl_parser(sub)
     _add_prior_parser(sub)
+    _add_sweep_parser(sub)
     add_audit_parser(sub)
     return parser
 

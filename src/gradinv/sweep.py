@@ -1,0 +1,174 @@
+"""Sweeps: a grid of audit runs (attack x defense x strength x batch size x seed), resumable.
+
+A sweep file (TOML) holds a ``[base]`` run configuration (the keys of a run's config.toml) and
+a ``[grid]``::
+
+    [base]
+    model = "lenet"
+    image_size = 16
+    hyperparameters = { iterations = 300, restarts = 1 }
+
+    [grid]
+    attack = ["gi", "gias"]
+    batch_size = [1, 4]
+    seed = [0, 1, 2]
+    [grid.defense]              # defense -> its strength setting and values; none: undefended
+    none = {}
+    prune = { rate = [0.5, 0.9] }
+    noise = { sigma = [1e-4, 1e-2] }
+
+Every run appends one JSON line to ``SWEEP_DIR/results.jsonl`` (its id, status, metrics or
+error, run folder) and writes its run folder under ``SWEEP_DIR/runs``. Only the parent process
+writes results.jsonl, so workers never interleave lines. A run whose id already has a line is
+skipped, so an interrupted sweep resumes where it stopped; failed runs are retried only when
+asked.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import multiprocessing
+import os
+from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+
+from .checks import GradinvError, check_int, one_line
+from .progress import Progress
+from .report.run_folder import json_safe
+from .settings import read_toml
+
+GRID_KEYS = ("attack", "defense", "batch_size", "seed")
+RESULTS = "results.jsonl"
+
+
+@dataclass(frozen=True)
+class SweepRun:
+    """One point of the grid: a stable id (the resume key) and its run configuration."""
+
+    id: str
+    config: dict
+
+
+def expand_grid(sweep: dict) -> list[SweepRun]:
+    """Every combination of the grid over ``base``, each checked as an ``AuditConfig`` before
+    anything runs, so a typo fails the sweep at once instead of every run."""
+    from .audit import AuditConfig
+    from .settings import config_from_dict
+    unknown = sorted(set(sweep) - {"base", "grid"}) or sorted(
+        set(sweep.get("grid", {})) - set(GRID_KEYS))
+    if unknown:
+        raise GradinvError(f"unknown sweep key {unknown[0]!r}; a sweep has [base] and [grid] "
+                           f"with {', '.join(GRID_KEYS)}")
+    base, grid = sweep.get("base", {}), sweep.get("grid", {})
+    axes = [_axis(grid, key, base) for key in ("attack", "batch_size", "seed")]
+    runs = []
+    for attack, batch_size, seed in itertools.product(*axes):
+        for label, defenses in _defense_axis(grid.get("defense", {"none": {}})):
+            config = {**base, "attack": attack, "batch_size": batch_size, "seed": seed,
+                      "defenses": [*base.get("defenses", []), *defenses]}
+            config_from_dict(AuditConfig, config)
+            runs.append(SweepRun(f"{attack}__{label}__B{batch_size}__seed{seed}", config))
+    return runs
+
+
+def _axis(grid: dict, key: str, base: dict) -> list:
+    values = grid.get(key, [base.get(key, {"attack": "gi", "batch_size": 1, "seed": 0}[key])])
+    if not isinstance(values, list) or not values:
+        raise GradinvError(f"grid.{key} must be a non-empty list")
+    return values
+
+
+def _defense_axis(table: dict) -> Iterator[tuple[str, list[dict]]]:
+    """(label, defenses) per defense and strength; ``none`` is the undefended run."""
+    for name, strengths in table.items():
+        if name == "none":
+            yield "none", []
+            continue
+        if not isinstance(strengths, dict) or len(strengths) > 1:
+            raise GradinvError(f"grid.defense.{name} must name one strength setting, e.g. "
+                               "{ rate = [0.5, 0.9] }")
+        if not strengths:
+            yield name, [{"name": name, "settings": {}}]
+        for key, values in strengths.items():
+            for value in values if isinstance(values, list) else [values]:
+                yield f"{name}-{key}={value}", [{"name": name, "settings": {key: value}}]
+
+
+def run_one(run: SweepRun, runs_dir: str) -> dict:
+    """One run of the sweep as a results.jsonl line; any error is recorded, not raised, so
+    that one crashing run does not stop the others."""
+    from .audit import AuditConfig, run_audit
+    from .settings import config_from_dict
+    line: dict = {"id": run.id, "config": run.config}
+    try:
+        config = config_from_dict(AuditConfig, run.config)
+        result = run_audit(config, out=runs_dir, progress=False)  # type: ignore[arg-type]
+    except Exception as err:  # noqa: BLE001 - recorded as the run's failure
+        return {**line, "status": "failed", "error": one_line(err)}
+    metrics = {name: {**o.scores.to_dict(), "seconds": o.seconds}
+               for name, o in result.outcomes.items() if o.scores is not None}
+    return {**line, "status": "ok", "metrics": metrics, "folder": str(result.folder)}
+
+
+def finished(sweep_dir: Path, *, retry_failed: bool) -> set[str]:
+    """Ids with a line in results.jsonl (the last line of an id counts); failed ones only
+    unless ``retry_failed``."""
+    path = sweep_dir / RESULTS
+    if not path.exists():
+        return set()
+    status = {}
+    for text in path.read_text().splitlines():
+        if text.strip():
+            line = json.loads(text)
+            status[line["id"]] = line["status"]
+    return {i for i, s in status.items() if s == "ok" or (s == "failed" and not retry_failed)}
+
+
+def _init_worker(threads: int) -> None:
+    import torch
+    torch.set_num_threads(threads)
+
+
+def local_backend(runs: list[SweepRun], runs_dir: str, workers: int) -> Iterator[dict]:
+    """Runs in ``workers`` spawned processes (each with its share of the CPU threads); one
+    worker runs them in this process."""
+    if workers == 1:
+        yield from (run_one(r, runs_dir) for r in runs)
+        return
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                             initializer=_init_worker, initargs=(threads,)) as pool:
+        futures = {pool.submit(run_one, r, runs_dir): r for r in runs}
+        for future in as_completed(futures):
+            try:
+                yield future.result()
+            except Exception as err:  # noqa: BLE001 - a worker died (e.g. out of memory)
+                yield {"id": futures[future].id, "config": futures[future].config,
+                       "status": "failed", "error": one_line(err)}
+
+
+Backend = Callable[[list[SweepRun], str, int], Iterator[dict]]
+
+
+def run_sweep(sweep_file: str | Path, sweep_dir: str | Path, *, workers: int = 1,
+              retry_failed: bool = False, progress: bool = True,
+              backend: Backend = local_backend) -> list[dict]:
+    """Run every unfinished point of the sweep and return the lines written this time."""
+    check_int("workers", workers, low=1, high=1024)
+    runs = expand_grid(read_toml(sweep_file))
+    sweep_dir = Path(sweep_dir)
+    (sweep_dir / "runs").mkdir(parents=True, exist_ok=True)
+    done = finished(sweep_dir, retry_failed=retry_failed)
+    todo = [r for r in runs if r.id not in done]
+    bar = Progress(f"sweep ({len(runs) - len(todo)} of {len(runs)} already done)", len(todo),
+                   enabled=progress, metric="failed")
+    lines = []
+    with (sweep_dir / RESULTS).open("a") as results:
+        for line in backend(todo, str(sweep_dir / "runs"), workers):
+            results.write(json.dumps(json_safe(line), default=str) + "\n")
+            results.flush()
+            lines.append(line)
+            bar.update(len(lines), sum(x["status"] == "failed" for x in lines))
+    return lines

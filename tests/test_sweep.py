@@ -1,0 +1,78 @@
+"""Sweeps: grid expansion, one JSON line per run, resume, failures recorded, worker processes."""
+import json
+import sys
+
+import pytest
+
+from gradinv.cli import main
+from gradinv.settings import read_toml
+from gradinv.sweep import expand_grid, run_sweep
+from gradinv.types import GradinvError
+
+SWEEP = """
+[base]
+model = "lenet"
+image_size = 16
+device = "cpu"
+hyperparameters = { iterations = 2, restarts = 1 }
+
+[grid]
+attack = ["gi", "dlg"]
+seed = [0]
+[grid.defense]
+none = {}
+prune = { rate = [0.5] }
+"""
+
+
+def _lines(folder):
+    return [json.loads(t) for t in (folder / "results.jsonl").read_text().splitlines()]
+
+
+def test_grid_expands_every_combination(tmp_path):
+    (tmp_path / "s.toml").write_text(SWEEP)
+    runs = expand_grid(read_toml(tmp_path / "s.toml"))
+    assert [r.id for r in runs] == ["gi__none__B1__seed0", "gi__prune-rate=0.5__B1__seed0",
+                                    "dlg__none__B1__seed0", "dlg__prune-rate=0.5__B1__seed0"]
+    assert runs[1].config["defenses"] == [{"name": "prune", "settings": {"rate": 0.5}}]
+    with pytest.raises(GradinvError, match="unknown sweep key 'atack'"):
+        expand_grid({"grid": {"atack": ["gi"]}})
+    with pytest.raises(GradinvError, match="rate must be"):  # checked before anything runs
+        expand_grid({"grid": {"defense": {"prune": {"rate": [2.0]}}}})
+
+
+def test_sweep_records_failures_resumes_and_retries(tmp_path, monkeypatch, capsys):
+    audit = sys.modules["gradinv.audit"]
+    real = audit.run_audit
+
+    def flaky(config, **kw):
+        if config.attack == "dlg" and config.defenses:
+            raise RuntimeError("worker crashed")
+        return real(config, **kw)
+
+    (tmp_path / "s.toml").write_text(SWEEP)
+    monkeypatch.setattr(audit, "run_audit", flaky)
+    out = tmp_path / "sweep"
+    assert main(["sweep", str(tmp_path / "s.toml"), "--out", str(out), "--quiet"]) == 0
+    assert "4 runs done now (1 failed)" in capsys.readouterr().out
+    lines = _lines(out)
+    assert [x["status"] for x in lines] == ["ok", "ok", "ok", "failed"]
+    assert lines[3]["error"] == "RuntimeError: worker crashed"
+    assert "mean_psnr" in lines[0]["metrics"]["gi"] and len(list((out / "runs").iterdir())) == 3
+
+    assert run_sweep(tmp_path / "s.toml", out, progress=False) == []  # resumes: nothing left
+    monkeypatch.setattr(audit, "run_audit", real)
+    retried = run_sweep(tmp_path / "s.toml", out, retry_failed=True, progress=False)
+    assert [(x["id"], x["status"]) for x in retried] == [("dlg__prune-rate=0.5__B1__seed0", "ok")]
+    assert len(_lines(out)) == 5
+
+
+def test_worker_processes_give_the_same_metrics(tmp_path):
+    (tmp_path / "s.toml").write_text(SWEEP.replace('"gi", "dlg"', '"gi"'))
+    local = run_sweep(tmp_path / "s.toml", tmp_path / "one", progress=False)
+    spawned = run_sweep(tmp_path / "s.toml", tmp_path / "two", workers=2, progress=False)
+    by_id = {x["id"]: x["metrics"] for x in spawned}
+    assert len(local) == 2 and set(by_id) == {x["id"] for x in local}
+    for x in local:
+        ours, theirs = x["metrics"]["gi"], by_id[x["id"]]["gi"]
+        assert ours["psnr"] == theirs["psnr"] and ours["mean_ssim"] == theirs["mean_ssim"]
