@@ -140,11 +140,15 @@ def test_withheld_metadata_is_not_recorded(tmp_path):
     threat = ThreatModel(labels_known=False, num_images_known=False, local_hparams_known=False,
                          model_mode="train")
     strategy = RecordingStrategy(FedAvg(fraction_evaluate=0.0), tmp_path / "r", model=SPEC,
-                                 threat=threat)
+                                 threat=threat, store_private=True)
     run_round(strategy, initial_state())
     line = json.loads((tmp_path / "r" / "manifest.jsonl").read_text().splitlines()[0])
     assert set(line) == {"round", "client_id", "broadcast", "update"}
-    assert not (tmp_path / "r" / "private").exists()
+    # the audit infers the withheld labels and scores them against the private batch
+    result = run_leakage_audit(LeakageAuditConfig(str(tmp_path / "r"), attack="idlg,gi",
+                                                  hyperparameters={"iterations": 2}),
+                               out=None, progress=False)
+    assert all(not r["labels_shared"] and r["label_accuracy"] is not None for r in result.rows)
 
 
 def test_clear_errors_when_recording(tmp_path):

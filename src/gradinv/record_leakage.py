@@ -203,6 +203,7 @@ def _plot(path: Path, rows: list[dict], scored: bool) -> None:
     fig, ax = plt.subplots(figsize=(6, 3.5))
     for attack, values in series.items():
         ax.plot(rounds, values, marker="o", label=attack)
+    ax.set_xticks(rounds if len(rounds) <= 20 else rounds[::len(rounds) // 10])
     ax.set_xlabel("round")
     ax.set_ylabel(label)
     if not scored:
