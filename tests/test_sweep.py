@@ -1,6 +1,7 @@
 """Sweeps: grid expansion, one JSON line per run, resume, failures recorded, worker processes."""
 import json
 import sys
+import time
 
 import pytest
 
@@ -76,3 +77,54 @@ def test_worker_processes_give_the_same_metrics(tmp_path):
     for x in local:
         ours, theirs = x["metrics"]["gi"], by_id[x["id"]]["gi"]
         assert ours["psnr"] == theirs["psnr"] and ours["mean_ssim"] == theirs["mean_ssim"]
+
+
+def test_ray_gives_the_same_metrics_and_leaves_nothing_running(tmp_path, monkeypatch):
+    import subprocess
+
+    import torch
+    pytest.importorskip("ray")
+    from gradinv.sweep import ray_backend
+
+    def ray_processes() -> set[str]:
+        return set(subprocess.run(["pgrep", "-f", "raylet|gcs_server|ray::"],
+                                  capture_output=True, text=True).stdout.split())
+
+    before = ray_processes()  # another test's Ray (Flower's simulation) is not ours
+    (tmp_path / "s.toml").write_text(SWEEP.replace("seed = [0]", "seed = [0, 1]").replace(
+        '"gi", "dlg"', '"gi"'))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as in each Ray task (one CPU each), so the sums agree bit for bit
+    try:
+        local = run_sweep(tmp_path / "s.toml", tmp_path / "local", progress=False)
+    finally:
+        torch.set_num_threads(threads)
+    remote = run_sweep(tmp_path / "s.toml", tmp_path / "ray", workers=2, progress=False,
+                       backend=ray_backend)
+    assert len(local) == 4 and all(x["status"] == "ok" for x in remote)
+    by_id = {x["id"]: x["metrics"] for x in remote}
+    for x in local:
+        assert x["metrics"]["gi"]["psnr"] == by_id[x["id"]]["gi"]["psnr"]
+        assert x["metrics"]["gi"]["ssim"] == by_id[x["id"]]["gi"]["ssim"]
+    deadline = time.monotonic() + 30  # ray.shutdown() signals its processes; they exit soon
+    while (left := ray_processes() - before) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert not left, f"Ray processes left running: {left}"
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--address", "auto"], "only apply to --backend ray"),
+    (["--workers", "0"], "workers must be"),
+])
+def test_bad_sweep_options_are_one_clear_line(extra, message, tmp_path, capsys):
+    (tmp_path / "s.toml").write_text(SWEEP)
+    code = main(["sweep", str(tmp_path / "s.toml"), "--out", str(tmp_path / "o"), "--quiet",
+                 *extra])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_missing_sweep_file_is_a_clear_error(tmp_path, capsys):
+    assert main(["sweep", str(tmp_path / "nope.toml"), "--out", str(tmp_path / "o")]) == 2
+    assert "cannot read" in capsys.readouterr().err

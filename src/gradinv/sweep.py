@@ -133,7 +133,7 @@ def _init_worker(threads: int) -> None:
 
 def local_backend(runs: list[SweepRun], runs_dir: str, workers: int) -> Iterator[dict]:
     """Runs in ``workers`` spawned processes (each with its share of the CPU threads); one
-    worker runs them in this process."""
+    worker runs them in this process. The default backend."""
     if workers == 1:
         yield from (run_one(r, runs_dir) for r in runs)
         return
@@ -147,6 +147,35 @@ def local_backend(runs: list[SweepRun], runs_dir: str, workers: int) -> Iterator
             except Exception as err:  # noqa: BLE001 - a worker died (e.g. out of memory)
                 yield {"id": futures[future].id, "config": futures[future].config,
                        "status": "failed", "error": one_line(err)}
+
+
+def ray_backend(runs: list[SweepRun], runs_dir: str, workers: int, *,
+                address: str | None = None, gpus_per_run: float = 0.0) -> Iterator[dict]:
+    """Runs as Ray tasks, on the cluster at ``address`` or on a local instance of ``workers``
+    CPUs started here and shut down afterwards; ``gpus_per_run`` (a fraction shares a GPU)
+    spreads runs over a cluster's GPUs. ``runs_dir`` must be on storage every node sees."""
+    try:
+        import ray
+    except ImportError:
+        raise GradinvError("the Ray backend needs Ray: pip install 'gradinv[ray]'") from None
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=address, num_cpus=None if address else workers,
+                 include_dashboard=False, log_to_driver=False)
+    try:
+        task = ray.remote(num_cpus=1, num_gpus=gpus_per_run)(run_one)
+        pending = {task.remote(r, runs_dir): r for r in runs}
+        while pending:
+            (ref,), _ = ray.wait(list(pending), num_returns=1)
+            run = pending.pop(ref)
+            try:
+                yield ray.get(ref)
+            except ray.exceptions.RayError as err:  # the task's process died
+                yield {"id": run.id, "config": run.config, "status": "failed",
+                       "error": one_line(err)}
+    finally:
+        if started:
+            ray.shutdown()
 
 
 Backend = Callable[[list[SweepRun], str, int], Iterator[dict]]
