@@ -149,3 +149,12 @@ def test_run_folders_never_collide_between_threads(tmp_path):
     with ThreadPoolExecutor(16) as pool:
         folders = list(pool.map(claim, range(16)))
     assert len(set(folders)) == 16 and all(f.is_dir() for f in folders)
+
+
+def test_an_option_given_with_config_rederives_what_the_file_resolved(tmp_path):
+    from gradinv.cli import build_parser, config_from_args
+    save_config(AuditConfig(model="lenet", seed=2), tmp_path / "run.toml")
+    args = build_parser().parse_args(["attack", "--config", str(tmp_path / "run.toml"),
+                                      "--model", "convnet", "--seed", "5"])
+    config = config_from_args(args)
+    assert config.init_scheme == "kaiming-fan-out" and config.model_seed == 5

@@ -195,9 +195,12 @@ def config_from_args(args: argparse.Namespace) -> AuditConfig:
     what neither sets keeps AuditConfig's defaults."""
     _refuse_given(args, ("round", "client"), "only applies to --record (a recorded update)")
     values = read_toml(args.config) if args.config else {}
-    if args.seed is not None:  # --seed sets both, over the file's resolved seeds
-        values.pop("model_seed", None)
-        values.pop("attack_seed", None)
+    # The file stores resolved values; one derived from an option given now is derived again.
+    for option, derived in (("seed", ("model_seed", "attack_seed")), ("model", ("init_scheme",)),
+                            ("dataset", ("split",))):
+        if getattr(args, option) is not None:
+            for name in derived:
+                values.pop(name, None)
     values.update(_given(args, ("attack", *BATCH_FIELDS, "seed", "model_seed", "attack_seed",
                                 "device")))
     if args.allow_repeated_labels:
