@@ -314,3 +314,14 @@ def test_same_federation_in_flower_and_in_gradinv_gives_the_same_record(tmp_path
         ra, rb = (attacks.create("gi", iterations=3).reconstruct(
             model, obs, image_shape=(1, 16, 16), seed=5) for obs in (a, b))
         assert torch.equal(ra.images, rb.images) and ra.matching_cost == rb.matching_cost
+
+
+def test_missing_flower_is_one_clear_error():
+    """Without Flower, gradinv.flower says how to get it; the rest of gradinv, 'gradinv audit'
+    included, does not need it."""
+    code = ("import sys; sys.modules['flwr'] = None\n"
+            "import gradinv.cli, gradinv.record_leakage\n"
+            "try:\n    import gradinv.flower\nexcept ImportError as e:\n    print(e)\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 0 and "pip install 'gradinv[flower]'" in done.stdout
