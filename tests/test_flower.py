@@ -325,3 +325,17 @@ def test_missing_flower_is_one_clear_error():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 0 and "pip install 'gradinv[flower]'" in done.stdout
+
+
+def test_audit_without_private_batches_ranks_by_matching_cost(tmp_path):
+    strategy = RecordingStrategy(FedAvg(fraction_evaluate=0.0), tmp_path / "r", model=SPEC)
+    run_round(strategy, initial_state(), declare={"private": None})
+    result = run_leakage_audit(LeakageAuditConfig(str(tmp_path / "r"),
+                                                  hyperparameters={"iterations": 3}),
+                               out=tmp_path / "out", progress=False)
+    assert all(r["mean_psnr"] is None for r in result.rows)
+    costs = [c["matching_cost"] for c in result.clients]
+    assert costs == sorted(costs)
+    summary = json.loads((result.folder / "leakage.json").read_text())
+    assert summary["ranked_by"] == "matching_cost"
+    assert "ranked by matching cost" in (result.folder / "report.html").read_text()
