@@ -36,6 +36,9 @@ def test_grid_expands_every_combination(tmp_path):
     assert [r.id for r in runs] == ["gi__none__B1__seed0", "gi__prune-rate=0.5__B1__seed0",
                                     "dlg__none__B1__seed0", "dlg__prune-rate=0.5__B1__seed0"]
     assert runs[1].config["defenses"] == [{"name": "prune", "settings": {"rate": 0.5}}]
+    assert runs[1].point == {"attack": "gi", "defense": "prune", "setting": "rate",
+                             "strength": 0.5, "batch_size": 1, "seed": 0}
+    assert runs[0].point["defense"] == "none" and runs[0].point["strength"] is None
     with pytest.raises(GradinvError, match="unknown sweep key 'atack'"):
         expand_grid({"grid": {"atack": ["gi"]}})
     with pytest.raises(GradinvError, match="rate must be"):  # checked before anything runs
@@ -128,3 +131,25 @@ def test_bad_sweep_options_are_one_clear_line(extra, message, tmp_path, capsys):
 def test_missing_sweep_file_is_a_clear_error(tmp_path, capsys):
     assert main(["sweep", str(tmp_path / "nope.toml"), "--out", str(tmp_path / "o")]) == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_report_summarises_over_seeds_and_draws_each_defense(tmp_path, capsys):
+    def line(attack, defense, strength, seed, psnr):
+        return {"id": f"{attack}{defense}{strength}{seed}", "status": "ok",
+                "point": {"attack": attack, "defense": defense, "setting": "rate" if strength
+                          is not None else None, "strength": strength, "batch_size": 1,
+                          "seed": seed},
+                "metrics": {attack: {"mean_psnr": psnr, "mean_ssim": psnr / 100}}}
+
+    lines = [line("gi", "none", None, 0, 20.0), line("gi", "prune", 0.5, 0, 14.0),
+             line("gi", "prune", 0.5, 1, 16.0), line("gi", "prune", 0.9, 0, 10.0),
+             {"id": "x", "status": "failed", "error": "E"}]
+    (tmp_path / "results.jsonl").write_text("".join(json.dumps(x) + "\n" for x in lines))
+    assert main(["report", str(tmp_path)]) == 0
+    assert "index.html" in capsys.readouterr().out
+    rows = json.loads((tmp_path / "report" / "summary.json").read_text())
+    (half,) = [r for r in rows if r["strength"] == 0.5]
+    assert (half["seeds"], half["mean_psnr"], half["mean_psnr_std"]) == (2, 15.0, 1.0)
+    assert (tmp_path / "report" / "mean_psnr-prune.png").read_bytes().startswith(b"\x89PNG")
+    assert "mean_ssim-prune.png" in (tmp_path / "report" / "index.html").read_text()
+    assert main(["report", str(tmp_path / "nothing")]) == 2

@@ -454,6 +454,19 @@ def _add_sweep_parser(sub) -> None:
     p.set_defaults(run=cmd_sweep)
 
 
+def cmd_report(args: argparse.Namespace) -> None:
+    from .report.sweep_report import write_sweep_report
+    print(f"report: {write_sweep_report(args.sweep_dir)}")
+
+
+def _add_report_parser(sub) -> None:
+    p = sub.add_parser("report", help="plots and a table of a sweep: leakage vs defense "
+                       "strength per attack (matplotlib if installed: pip install "
+                       "'gradinv[plots]')")
+    p.add_argument("sweep_dir", help="the SWEEP_DIR of 'gradinv sweep'")
+    p.set_defaults(run=cmd_report)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="gradinv", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -473,6 +486,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_fl_parser(sub)
     _add_prior_parser(sub)
     _add_sweep_parser(sub)
+    _add_report_parser(sub)
     add_audit_parser(sub)
     return parser
 

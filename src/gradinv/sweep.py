@@ -45,9 +45,12 @@ RESULTS = "results.jsonl"
 
 @dataclass(frozen=True)
 class SweepRun:
-    """One point of the grid: a stable id (the resume key) and its run configuration."""
+    """One point of the grid: a stable id (the resume key), its coordinates (attack, defense,
+    strength setting and value, batch size, seed; what ``gradinv report`` groups by) and its
+    run configuration."""
 
     id: str
+    point: dict
     config: dict
 
 
@@ -69,7 +72,9 @@ def expand_grid(sweep: dict) -> list[SweepRun]:
             config = {**base, "attack": attack, "batch_size": batch_size, "seed": seed,
                       "defenses": [*base.get("defenses", []), *defenses]}
             config_from_dict(AuditConfig, config)
-            runs.append(SweepRun(f"{attack}__{label}__B{batch_size}__seed{seed}", config))
+            point = {"attack": attack, **_strength(defenses), "batch_size": batch_size,
+                     "seed": seed}
+            runs.append(SweepRun(f"{attack}__{label}__B{batch_size}__seed{seed}", point, config))
     return runs
 
 
@@ -78,6 +83,14 @@ def _axis(grid: dict, key: str, base: dict) -> list:
     if not isinstance(values, list) or not values:
         raise GradinvError(f"grid.{key} must be a non-empty list")
     return values
+
+
+def _strength(defenses: list[dict]) -> dict:
+    """The grid's defense as a point's coordinates: name, strength setting and value."""
+    if not defenses:
+        return {"defense": "none", "setting": None, "strength": None}
+    setting, strength = next(iter(defenses[0]["settings"].items()), (None, None))
+    return {"defense": defenses[0]["name"], "setting": setting, "strength": strength}
 
 
 def _defense_axis(table: dict) -> Iterator[tuple[str, list[dict]]]:
@@ -101,7 +114,7 @@ def run_one(run: SweepRun, runs_dir: str) -> dict:
     that one crashing run does not stop the others."""
     from .audit import AuditConfig, run_audit
     from .settings import config_from_dict
-    line: dict = {"id": run.id, "config": run.config}
+    line: dict = {"id": run.id, "point": run.point, "config": run.config}
     try:
         config = config_from_dict(AuditConfig, run.config)
         result = run_audit(config, out=runs_dir, progress=False)  # type: ignore[arg-type]
@@ -145,7 +158,8 @@ def local_backend(runs: list[SweepRun], runs_dir: str, workers: int) -> Iterator
             try:
                 yield future.result()
             except Exception as err:  # noqa: BLE001 - a worker died (e.g. out of memory)
-                yield {"id": futures[future].id, "config": futures[future].config,
+                run = futures[future]
+                yield {"id": run.id, "point": run.point, "config": run.config,
                        "status": "failed", "error": one_line(err)}
 
 
@@ -171,8 +185,8 @@ def ray_backend(runs: list[SweepRun], runs_dir: str, workers: int, *,
             try:
                 yield ray.get(ref)
             except ray.exceptions.RayError as err:  # the task's process died
-                yield {"id": run.id, "config": run.config, "status": "failed",
-                       "error": one_line(err)}
+                yield {"id": run.id, "point": run.point, "config": run.config,
+                       "status": "failed", "error": one_line(err)}
     finally:
         if started:
             ray.shutdown()

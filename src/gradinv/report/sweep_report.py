@@ -1,0 +1,134 @@
+"""``gradinv report SWEEP_DIR``: how much each defense buys against each attack.
+
+Reads a sweep's results.jsonl and writes ``SWEEP_DIR/report/``: summary.json (mean and spread
+over seeds of PSNR and SSIM per attack, batch size, defense and strength), one plot per defense
+and metric (metric vs strength, one line per attack and batch size, error bars = std over
+seeds, the undefended level as a dashed line; matplotlib when installed, the ``plots`` extra,
+else gradinv's own PNG plot without axes) and index.html showing them together.
+"""
+from __future__ import annotations
+
+import html
+import json
+from collections import defaultdict
+from pathlib import Path
+from statistics import fmean, pstdev
+
+from ..checks import GradinvError
+from .png import line_plot, write_png
+
+METRICS = {"mean_psnr": "mean PSNR (dB)", "mean_ssim": "mean SSIM"}
+
+
+def load_results(sweep_dir: str | Path) -> list[dict]:
+    """The sweep's finished runs (the last line of each id) that succeeded."""
+    path = Path(sweep_dir) / "results.jsonl"
+    if not path.exists():
+        raise GradinvError(f"{sweep_dir} holds no results.jsonl (run 'gradinv sweep' first)")
+    last = {}
+    for text in path.read_text().splitlines():
+        if text.strip():
+            line = json.loads(text)
+            last[line["id"]] = line
+    return [line for line in last.values() if line["status"] == "ok" and "point" in line]
+
+
+def summarise(lines: list[dict]) -> list[dict]:
+    """One row per (defense, setting, strength, attack, batch size): mean and std over seeds."""
+    groups: dict[tuple, list[dict]] = defaultdict(list)
+    for line in lines:
+        p = line["point"]
+        key = (p["defense"], p["setting"], p["strength"], p["attack"], p["batch_size"])
+        groups[key].append(line["metrics"][p["attack"]])
+    rows = []
+    for (defense, setting, strength, attack, batch_size), scores in groups.items():
+        row = {"defense": defense, "setting": setting, "strength": strength, "attack": attack,
+               "batch_size": batch_size, "seeds": len(scores)}
+        for metric in METRICS:
+            values = [s[metric] for s in scores if s.get(metric) is not None]
+            row[metric] = fmean(values) if values else None
+            row[f"{metric}_std"] = pstdev(values) if len(values) > 1 else 0.0
+        rows.append(row)
+    return rows
+
+
+def write_sweep_report(sweep_dir: str | Path) -> Path:
+    """Write SWEEP_DIR/report/ and return the path of its index.html."""
+    rows = summarise(load_results(sweep_dir))
+    if not rows:
+        raise GradinvError(f"no finished run in {sweep_dir}/results.jsonl to report")
+    out = Path(sweep_dir) / "report"
+    out.mkdir(exist_ok=True)
+    (out / "summary.json").write_text(json.dumps(rows, indent=2))
+    plots = []
+    for defense in dict.fromkeys(r["defense"] for r in rows if r["defense"] != "none"):
+        for metric in METRICS:
+            name = f"{metric}-{defense}.png"
+            _plot(out / name, rows, defense, metric)
+            plots.append(name)
+    page = out / "index.html"
+    page.write_text(_html(Path(sweep_dir).name, rows, plots))
+    return page
+
+
+def _curves(rows: list[dict], defense: str, metric: str) -> dict[str, tuple[list, list, list]]:
+    """label -> (strengths, means, stds) of one defense, sorted by strength."""
+    curves = {}
+    for attack, b in dict.fromkeys((r["attack"], r["batch_size"]) for r in rows):
+        points = sorted((r["strength"], r[metric], r[f"{metric}_std"]) for r in rows
+                        if r["defense"] == defense and (r["attack"], r["batch_size"]) == (attack, b)
+                        and r[metric] is not None)
+        if points:
+            curves[f"{attack} B={b}"] = tuple(map(list, zip(*points)))
+    return curves
+
+
+def _undefended(rows: list[dict], metric: str) -> dict[str, float]:
+    return {f"{r['attack']} B={r['batch_size']}": r[metric] for r in rows
+            if r["defense"] == "none" and r[metric] is not None}
+
+
+def _plot(path: Path, rows: list[dict], defense: str, metric: str) -> None:
+    curves, baseline = _curves(rows, defense, metric), _undefended(rows, metric)
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        from matplotlib import pyplot as plt
+    except ImportError:
+        write_png(path, line_plot({k: v[1] * (2 if len(v[1]) == 1 else 1)
+                                   for k, v in curves.items()}, log=False))
+        return
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    for label, (x, mean, std) in curves.items():
+        line = ax.errorbar(x, mean, yerr=std, marker="o", capsize=3, label=label)
+        if label in baseline:
+            ax.axhline(baseline[label], linestyle="--", color=line[0].get_color(), alpha=0.6)
+    setting = next(r["setting"] for r in rows if r["defense"] == defense)
+    ax.set_xlabel(f"{defense} {setting or ''}".strip())
+    ax.set_ylabel(METRICS[metric])
+    ax.set_title(f"{METRICS[metric]} vs {defense} (dashed: undefended)")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _html(name: str, rows: list[dict], plots: list[str]) -> str:
+    columns = ["attack", "batch_size", "defense", "setting", "strength", "seeds", "mean_psnr",
+               "mean_psnr_std", "mean_ssim", "mean_ssim_std"]
+
+    def cell(value: object) -> str:
+        return html.escape("-" if value is None else f"{value:.4g}" if isinstance(value, float)
+                           else str(value))
+
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{cell(r[c])}</td>" for c in columns) + "</tr>"
+                   for r in rows)
+    images = "".join(f'<p><img src="{html.escape(p)}" alt="{html.escape(p)}"></p>'
+                     for p in plots)
+    return f"""<!doctype html><html><head><meta charset="utf-8">
+<title>gradinv sweep {html.escape(name)}</title></head><body>
+<h1>gradinv sweep {html.escape(name)}</h1>
+<p>Mean over seeds (std: spread over seeds) of each attack's leakage, per defense strength.</p>
+{images}<table border=1 cellpadding=3><tr>{head}</tr>{body}</table></body></html>
+"""
