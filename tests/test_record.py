@@ -180,3 +180,17 @@ def test_cli_simulate_bad_input_gives_one_line(argv, message, tmp_path, capsys):
     code = main(["fl", "simulate", "--record", str(tmp_path / "rec"), "--quiet", *argv])
     err = capsys.readouterr().err
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_recorded_update_attack_repeats_from_its_config_toml(tmp_path, capsys):
+    code, _ = _simulate(capsys, tmp_path / "rec")
+    assert code == 0
+    code, _ = _attack(capsys, tmp_path / "rec", tmp_path / "a")
+    (first,) = (tmp_path / "a").iterdir()
+    code = main(["attack", "--config", str(first / "config.toml"), "--quiet", "--out",
+                 str(tmp_path / "b")])
+    assert code == 0, capsys.readouterr().err
+    (second,) = (tmp_path / "b").iterdir()
+    assert (first / "metrics.json").read_text() == (second / "metrics.json").read_text()
+    code = main(["attack", "--config", str(first / "config.toml"), "--model", "convnet"])
+    assert code == 2 and "does not apply to --record" in capsys.readouterr().err

@@ -15,6 +15,7 @@ from .audit import (AuditResult, PriorSpec, attack_arguments, build_attacks,
 from .files import check_writable
 from .fl.private import load_private_batch
 from .fl.record import open_record
+from .settings import save_config
 
 
 @dataclass(frozen=True)
@@ -64,4 +65,5 @@ def run_record_audit(config: RecordAuditConfig, *, out: str | Path | None = "run
                               truth=truth, outcomes=outcomes,
                               title=f"gradinv: {', '.join(outcomes)} on round {config.round}, "
                                     f"client {config.client} of {config.record}")
+        save_config(config, folder / "config.toml")
     return AuditResult(outcomes, None if truth is None else truth.images, folder)
