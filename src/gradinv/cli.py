@@ -36,7 +36,7 @@ BATCH_FIELDS = ("model", "width", "init_scheme", "dataset", "data_dir", "split",
 # would be silently ignored.
 FRESH_OPTIONS = (*BATCH_FIELDS, "allow_repeated_labels", *LOCAL_OPTIONS, "unknown_labels",
                  "unknown_count", "bn_stats", "unknown_hparams", "mode", "defense",
-                 "defense_known", "config", "model_seed")
+                 "defense_known", "model_seed")
 
 
 def _add_attack_arguments(p: argparse.ArgumentParser) -> None:
@@ -194,7 +194,7 @@ def config_from_args(args: argparse.Namespace) -> AuditConfig:
     """A fresh client batch: the --config file (if any), overridden by the options given;
     what neither sets keeps AuditConfig's defaults."""
     _refuse_given(args, ("round", "client"), "only applies to --record (a recorded update)")
-    values = read_toml(args.config) if args.config else {}
+    values = _config_file(args)
     # The file stores resolved values; one derived from an option given now is derived again.
     for option, derived in (("seed", ("model_seed", "attack_seed")), ("model", ("init_scheme",)),
                             ("dataset", ("split",))):
@@ -244,17 +244,26 @@ def record_config_from_args(args: argparse.Namespace) -> RecordAuditConfig:
     model (its updates are attacked as they were recorded), so options for those are refused."""
     _refuse_given(args, FRESH_OPTIONS, "does not apply to --record: the record fixes the model, "
                   "the client's data and update, and the threat model")
-    if args.round is None or args.client is None:
+    values = _config_file(args)
+    values.update(_given(args, ("record", "round", "client", "attack", "device")))
+    if "round" not in values or "client" not in values:
         raise GradinvError("--record needs --round and --client (the update to attack)")
-    values: dict = {"hyperparameters": _hyperparameters(args), "prior": _prior_from_args(args)}
-    _apply_assignments(values, args.assignments or ())
-    if values["defenses"]:
-        raise GradinvError("--set names a defense, but with --record the record fixes them")
     seed = args.attack_seed if args.attack_seed is not None else args.seed
-    return RecordAuditConfig(record=args.record, round=args.round, client=args.client,
-                             attack=args.attack or "gi", hyperparameters=values["hyperparameters"],
-                             attack_settings=values["attack_settings"], prior=values["prior"],
-                             seed=0 if seed is None else seed, device=args.device or "auto")
+    if seed is not None:
+        values["seed"] = seed
+    values["hyperparameters"] = {**values.get("hyperparameters", {}), **_hyperparameters(args)}
+    prior = _prior_from_args(args)
+    if prior is not None:
+        values["prior"] = vars(prior)
+    _apply_assignments(values, args.assignments or ())
+    if values.pop("defenses"):
+        raise GradinvError("--set names a defense, but with --record the record fixes them")
+    return config_from_dict(RecordAuditConfig, values)  # type: ignore[return-value]
+
+
+def _config_file(args: argparse.Namespace) -> dict:
+    """The --config file's values ({} without one)."""
+    return read_toml(args.config) if args.config else {}
 
 
 def _print_result(result: AuditResult) -> None:
@@ -273,7 +282,7 @@ def _print_result(result: AuditResult) -> None:
 
 
 def cmd_attack(args: argparse.Namespace) -> None:
-    if args.record is not None:
+    if args.record is not None or "record" in _config_file(args):
         result = run_record_audit(record_config_from_args(args), out=args.out,
                                   progress=not args.quiet)
     else:
