@@ -39,6 +39,10 @@ def test_grid_expands_every_combination(tmp_path):
     assert runs[1].point == {"attack": "gi", "defense": "prune", "setting": "rate",
                              "strength": 0.5, "batch_size": 1, "seed": 0}
     assert runs[0].point["defense"] == "none" and runs[0].point["strength"] is None
+    fixed_victim = expand_grid({"base": {"model_seed": 0, "attack_seed": 0},
+                                "grid": {"seed": [1, 2]}})
+    assert [(r.config["model_seed"], r.config["seed"]) for r in fixed_victim] == [(0, 1), (0, 2)]
+    assert all("attack_seed" not in r.config for r in fixed_victim)
     with pytest.raises(GradinvError, match="unknown sweep key 'atack'"):
         expand_grid({"grid": {"atack": ["gi"]}})
     with pytest.raises(GradinvError, match="rate must be"):  # checked before anything runs

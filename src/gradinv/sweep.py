@@ -17,7 +17,8 @@ a ``[grid]``::
     prune = { rate = [0.5, 0.9] }
     noise = { sigma = [1e-4, 1e-2] }
 
-Every run appends one JSON line to ``SWEEP_DIR/results.jsonl`` (its id, status, metrics or
+The grid's ``seed`` seeds the attack, and the victim too unless ``[base]`` fixes
+``model_seed``. Every run appends one JSON line to ``SWEEP_DIR/results.jsonl`` (its id, status, metrics or
 error, run folder) and writes its run folder under ``SWEEP_DIR/runs``. Only the parent process
 writes results.jsonl, so workers never interleave lines. A run whose id already has a line is
 skipped, so an interrupted sweep resumes where it stopped; failed runs are retried only when
@@ -69,13 +70,20 @@ def expand_grid(sweep: dict) -> list[SweepRun]:
     runs = []
     for attack, batch_size, seed in itertools.product(*axes):
         for label, defenses in _defense_axis(grid.get("defense", {"none": {}})):
-            config = {**base, "attack": attack, "batch_size": batch_size, "seed": seed,
-                      "defenses": [*base.get("defenses", []), *defenses]}
+            config = {**_without_attack_seed(base), "attack": attack, "batch_size": batch_size,
+                      "seed": seed, "defenses": [*base.get("defenses", []), *defenses]}
             config_from_dict(AuditConfig, config)
             point = {"attack": attack, **_strength(defenses), "batch_size": batch_size,
                      "seed": seed}
             runs.append(SweepRun(f"{attack}__{label}__B{batch_size}__seed{seed}", point, config))
     return runs
+
+
+def _without_attack_seed(base: dict) -> dict:
+    """The grid's seed is always the attack's; the victim's follows it unless the base fixes
+    ``model_seed`` (one victim, several attack seeds). A base copied from a run's config.toml
+    holds both resolved: kept, they would make every seed of the grid the same run."""
+    return {k: v for k, v in base.items() if k != "attack_seed"}
 
 
 def _axis(grid: dict, key: str, base: dict) -> list:
