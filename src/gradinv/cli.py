@@ -277,6 +277,12 @@ def _print_result(result: AuditResult) -> None:
         print(f"{name}: mean PSNR {s.mean_psnr:.2f} dB, mean SSIM {s.mean_ssim:.3f}, best PSNR "
               f"{s.best_psnr:.2f} dB, label accuracy {s.label_accuracy:.2f}, matching cost "
               f"{outcome.reconstruction.matching_cost:.4g}")
+        if s.diverged:
+            print(f"{name}: {s.diverged} of the reconstructed images diverged (non-finite "
+                  "pixels; scored as blank grey): lower the learning rate")
+        if s.count_error:
+            print(f"{name}: reconstructed {s.count_error:+d} images relative to the truth; "
+                  "only the pairs that match are scored")
     if result.folder is not None:
         print(f"report: {result.folder / 'report.html'}")
 
