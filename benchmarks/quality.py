@@ -141,7 +141,8 @@ def main() -> None:
     # The victim is seeded 0 for every batch; the attack's starts are seeded by the batch index.
     base = AuditConfig(attack=",".join(names), model="resnet18", width=args.width,
                        init_scheme=args.init_scheme, threat=threat, attack_settings=settings,
-                       prior=PriorSpec(prior_name), model_seed=0, device=args.device)
+                       prior=PriorSpec(prior_name) if set(names) - {"gi"} else None,
+                       model_seed=0, device=args.device)
     results: list[dict] = []
     for batch_size in args.batch_sizes:
         for seed in args.seeds:
