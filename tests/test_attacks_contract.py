@@ -14,7 +14,7 @@ FAST = {"iterations": 3, "restarts": 2}
 
 def make(name: str, **kw):
     """Create an attack with tiny settings; attacks that need a generator get a small random one."""
-    params = inspect.signature(attacks.base._REGISTRY[name].__init__).parameters
+    params = inspect.signature(attacks.base.REGISTRY.get(name).__init__).parameters
     extra = {}
     if "prior" in params:
         torch.manual_seed(0)

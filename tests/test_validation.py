@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gradinv import attacks
-from gradinv.attacks.base import HYPERPARAMETER_RULES, _REGISTRY
+from gradinv.attacks.base import HYPERPARAMETER_RULES, REGISTRY
 from gradinv.attacks.gi import INITS
 from gradinv.attacks.objectives import COSTS
 from gradinv.priors import DCGANGenerator, Prior
@@ -75,12 +75,12 @@ GIAS_VALID = {"iterations": st.integers(2, 10**9), "latent_iterations": st.integ
 torch.manual_seed(0)
 PRIOR = Prior(DCGANGenerator(latent_dim=4, width=4, channels=1, image_size=32), 4)
 SETTINGS = [(name, p) for name in sorted(attacks.available())
-            for p in inspect.signature(_REGISTRY[name].__init__).parameters
+            for p in inspect.signature(REGISTRY.get(name).__init__).parameters
             if p not in ("self", "prior")]
 
 
 def build(name: str, **kw):
-    if "prior" in inspect.signature(_REGISTRY[name].__init__).parameters:
+    if "prior" in inspect.signature(REGISTRY.get(name).__init__).parameters:
         kw["prior"] = PRIOR
     return attacks.create(name, **kw)
 

@@ -15,6 +15,7 @@ from ..checks import MAX_RATE, check_bool, check_choice, check_float, check_int
 from ..defenses.pipeline import DefensePipeline
 from ..fl.functional import FunctionalModel, Params
 from ..models.layers import BatchNorm2d
+from ..registry import Registry
 from ..types import FedAvgConfig, GradinvError, Observation, Reconstruction
 from .labels import estimate_num_images, infer_labels
 from .objectives import COSTS, BNStats, bn_statistics_distance, top_k_layers
@@ -199,34 +200,20 @@ class Attack(ABC):
         """Recover the client's images from ``observation`` (never from the ground truth)."""
 
 
-_REGISTRY: dict[str, type[Attack]] = {}
-
-
-def register(cls: type[Attack]) -> type[Attack]:
-    """Class decorator adding an attack to the registry under ``cls.name``."""
-    if cls.name in _REGISTRY:
-        raise ValueError(f"attack {cls.name!r} is already registered")
-    _REGISTRY[cls.name] = cls
-    return cls
-
-
-def available() -> dict[str, str]:
-    """Registered attack names with their one-line summaries."""
-    return {name: cls.summary for name, cls in sorted(_REGISTRY.items())}
+REGISTRY: Registry[type[Attack]] = Registry("attack")
+register = REGISTRY.register
+available = REGISTRY.available
 
 
 def accepted_hyperparameters(name: str) -> set[str]:
     """The keyword hyper-parameters an attack's constructor takes."""
-    if name not in _REGISTRY:
-        raise GradinvError(f"unknown attack {name!r}; choose one of {', '.join(sorted(_REGISTRY))}")
-    return set(inspect.signature(_REGISTRY[name].__init__).parameters) - {"self"}
+    return set(inspect.signature(REGISTRY.get(name).__init__).parameters) - {"self"}
 
 
 def effective_settings(name: str, **hyperparameters: object) -> dict:
     """Every constructor setting of the attack as it will run, defaults included, so a run
     folder says what was used (a prior object is named, not dumped)."""
-    accepted_hyperparameters(name)
-    bound = inspect.signature(_REGISTRY[name].__init__).bind_partial(None, **hyperparameters)
+    bound = inspect.signature(REGISTRY.get(name).__init__).bind_partial(None, **hyperparameters)
     bound.apply_defaults()
     settings = dict(bound.arguments)
     settings.pop("self")
@@ -234,10 +221,9 @@ def effective_settings(name: str, **hyperparameters: object) -> dict:
 
 
 def create(name: str, **hyperparameters: object) -> Attack:
-    if name not in _REGISTRY:
-        raise GradinvError(f"unknown attack {name!r}; choose one of {', '.join(sorted(_REGISTRY))}")
+    cls = REGISTRY.get(name)
     try:
-        attack = _REGISTRY[name](**hyperparameters)
+        attack = cls(**hyperparameters)
     except TypeError as err:
         raise GradinvError(f"bad hyper-parameter for {name}: {err}") from None
     attack.settings = effective_settings(name, **hyperparameters)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, ClassVar
 
 import torch
 
+from ..registry import Registry
 from ..types import DefenseSpec, GradinvError
 
 if TYPE_CHECKING:
@@ -73,29 +74,15 @@ class LocalDefense(Defense):
         client; differentiable and vmappable."""
 
 
-_REGISTRY: dict[str, type[Defense]] = {}
-
-
-def register(cls: type[Defense]) -> type[Defense]:
-    """Class decorator adding a defense to the registry under ``cls.name``."""
-    if cls.name in _REGISTRY:
-        raise ValueError(f"defense {cls.name!r} is already registered")
-    _REGISTRY[cls.name] = cls
-    return cls
-
-
-def available() -> dict[str, str]:
-    """Registered defense names with their one-line summaries."""
-    return {name: cls.summary for name, cls in sorted(_REGISTRY.items())}
+REGISTRY: Registry[type[Defense]] = Registry("defense")
+register = REGISTRY.register
+available = REGISTRY.available
 
 
 def create(name: str, **settings: object) -> Defense:
     """The defense ``name`` with ``settings``; its ``settings`` attribute then holds every
     setting as it runs, defaults included."""
-    if name not in _REGISTRY:
-        raise GradinvError(f"unknown defense {name!r}; choose one of "
-                           f"{', '.join(sorted(_REGISTRY))}")
-    cls = _REGISTRY[name]
+    cls = REGISTRY.get(name)
     try:
         bound = inspect.signature(cls.__init__).bind(None, **settings)
     except TypeError as err:
