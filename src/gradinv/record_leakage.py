@@ -19,14 +19,13 @@ from statistics import fmean
 import numpy as np
 from torch import nn
 
-from .audit import (PriorSpec, attack_arguments, build_attacks, check_attack_settings,
-                    check_bn_prior, resolve_device, run_attacks)
+from .audit import PriorSpec, check_attack_settings
 from .checks import check_int
-from .files import check_writable
 from .fl.private import load_private_batch
-from .fl.record import Entry, Record, open_record
+from .fl.record import Entry, Record
 from .progress import Progress
 from .report.png import CURVE_COLOURS, line_plot, write_png
+from .record_audit import attack_recorded, prepare_record_attacks
 from .report.run_folder import environment, new_run_dir, write_json
 from .types import GradinvError
 
@@ -91,32 +90,11 @@ def select_entries(record: Record, config: LeakageAuditConfig) -> list[Entry]:
     return entries
 
 
-def check_model_fits(model: nn.Module, record: Record) -> None:
-    """A model given for the audit must have the recorded architecture's state."""
-    want = {k: tuple(v.shape) for k, v in record.build_model().state_dict().items()}
-    got = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    if want != got:
-        diff = sorted(set(want) ^ set(got)) or sorted(k for k in want if want[k] != got[k])
-        raise GradinvError(f"the model given does not match the architecture of {record.path} "
-                           f"({record.meta.model.name}; first difference: {diff[0]})")
-
-
 def run_leakage_audit(config: LeakageAuditConfig, *, out: str | Path | None = "runs",
                       progress: bool = True, model: nn.Module | None = None) -> LeakageResult:
     """Attack the chosen updates of ``config.record`` and rank clients and rounds by leakage.
     ``model`` (optional) is the user's own client model; it must fit the record's state."""
-    device = resolve_device(config.device)
-    if out is not None:
-        check_writable(out)
-    arguments = attack_arguments(config.attack, config.hyperparameters, config.attack_settings)
-    chosen = build_attacks(config.attack, config.hyperparameters, config.prior,
-                           config.attack_settings)
-    record = open_record(config.record)
-    if model is None:
-        model = record.build_model()
-    else:
-        check_model_fits(model, record)
-    check_bn_prior(arguments, record.meta.threat, model)
+    device, chosen, record, model = prepare_record_attacks(config, out, model)
     entries = select_entries(record, config)
     observations = record.observations(entries)  # every file must exist before the walk
     spec = record.meta.model
@@ -124,11 +102,8 @@ def run_leakage_audit(config: LeakageAuditConfig, *, out: str | Path | None = "r
     rows = []
     for i, (entry, observation) in enumerate(zip(entries, observations)):
         truth = load_private_batch(record.path, entry.round, entry.client_id)
-        outcomes = run_attacks(chosen, model, observation, truth,
-                               image_shape=(spec.channels, spec.image_size, spec.image_size),
-                               data_channels=record.meta.data_channels,
-                               num_classes=spec.num_classes, seed=config.seed, device=device,
-                               progress=False)
+        outcomes = attack_recorded(chosen, model, record, observation, truth,
+                                   seed=config.seed, device=device, progress=False)
         for name, outcome in outcomes.items():
             s = outcome.scores
             rows.append({"round": entry.round, "client": entry.client_id, "attack": name,
