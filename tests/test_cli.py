@@ -32,6 +32,8 @@ def test_attack_writes_self_describing_run_folder(tmp_path, capsys):
     metrics = json.loads((folder / "metrics.json").read_text())["gi"]
     assert len(metrics["psnr"]) == 2 and len(metrics["restart_costs"]) == 2
     assert (folder / "grid.png").read_bytes().startswith(b"\x89PNG")
+    header = (folder / "loss.png").read_bytes()[16:24]  # PNG IHDR: width, height
+    assert int.from_bytes(header[:4], "big") == 600  # matplotlib's figure with axes and legend
 
 
 def test_list_shows_every_attack(capsys):

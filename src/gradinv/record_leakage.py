@@ -24,8 +24,9 @@ from .checks import check_int
 from .fl.private import load_private_batch
 from .fl.record import Entry, Record
 from .progress import Progress
-from .report.png import CURVE_COLOURS, line_plot, write_png
 from .record_audit import attack_recorded, prepare_record_attacks
+from .report.plots import line_chart
+from .report.png import CURVE_COLOURS
 from .report.run_folder import environment, new_run_dir, write_json
 from .types import GradinvError
 
@@ -161,32 +162,11 @@ def _series(rows: list[dict], scored: bool) -> dict[str, list[float]]:
 
 
 def _plot(path: Path, rows: list[dict], scored: bool) -> None:
-    """Leakage over rounds: matplotlib when installed (the ``plots`` extra), else gradinv's
-    own PNG line plot (log scale for the matching cost)."""
-    series = _series(rows, scored)
+    """Leakage over rounds, one line per attack (log scale for the matching cost)."""
     rounds = sorted({r["round"] for r in rows})
-    label = "mean PSNR (dB)" if scored else "matching cost"
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        from matplotlib import pyplot as plt
-    except ImportError:
-        if len(rounds) == 1:  # a single point draws no line: repeat it
-            series = {k: v * 2 for k, v in series.items()}
-        write_png(path, line_plot(series, log=not scored))
-        return
-    fig, ax = plt.subplots(figsize=(6, 3.5))
-    for attack, values in series.items():
-        ax.plot(rounds, values, marker="o", label=attack)
-    ax.set_xticks(rounds if len(rounds) <= 20 else rounds[::len(rounds) // 10])
-    ax.set_xlabel("round")
-    ax.set_ylabel(label)
-    if not scored:
-        ax.set_yscale("log")
-    ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    line_chart(path, {attack: (rounds, values) for attack, values in _series(rows, scored).items()},
+               xlabel="round", ylabel="mean PSNR (dB)" if scored else "matching cost",
+               log=not scored, title="leakage over rounds")
 
 
 def _fmt(value: object) -> str:

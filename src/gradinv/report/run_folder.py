@@ -12,7 +12,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .png import CURVE_COLOURS, image_grid, line_plot, write_png
+from .plots import line_chart
+from .png import CURVE_COLOURS, image_grid, write_png
 
 
 @dataclass
@@ -70,7 +71,9 @@ def write_run(folder: Path, *, config: dict, metrics: dict, rows: list[Row], tit
     write_json(folder / "metrics.json", metrics)
     write_png(folder / "grid.png", image_grid([r.images for r in rows], scale=3))
     curves = {r.label: r.loss_history for r in rows if r.loss_history}
-    write_png(folder / "loss.png", line_plot(curves))
+    line_chart(folder / "loss.png", {k: (range(1, len(v) + 1), v) for k, v in curves.items()},
+               xlabel="iteration", ylabel="matching cost (best restart)", log=True,
+               title="gradient matching cost")
     report = folder / "report.html"
     report.write_text(_html(title, config, rows, curves))
     return report

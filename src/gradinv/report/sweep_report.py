@@ -15,6 +15,7 @@ from pathlib import Path
 from statistics import fmean, pstdev
 
 from ..checks import GradinvError
+from .plots import curve_colour, pyplot
 from .png import line_plot, write_png
 
 METRICS = {"mean_psnr": "mean PSNR (dB)", "mean_ssim": "mean SSIM"}
@@ -90,19 +91,16 @@ def _undefended(rows: list[dict], metric: str) -> dict[str, float]:
 
 def _plot(path: Path, rows: list[dict], defense: str, metric: str) -> None:
     curves, baseline = _curves(rows, defense, metric), _undefended(rows, metric)
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        from matplotlib import pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         write_png(path, line_plot({k: v[1] * (2 if len(v[1]) == 1 else 1)
                                    for k, v in curves.items()}, log=False))
         return
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    for label, (x, mean, std) in curves.items():
-        line = ax.errorbar(x, mean, yerr=std, marker="o", capsize=3, label=label)
+    for i, (label, (x, mean, std)) in enumerate(curves.items()):
+        ax.errorbar(x, mean, yerr=std, marker="o", capsize=3, label=label, color=curve_colour(i))
         if label in baseline:
-            ax.axhline(baseline[label], linestyle="--", color=line[0].get_color(), alpha=0.6)
+            ax.axhline(baseline[label], linestyle="--", color=curve_colour(i), alpha=0.6)
     setting = next(r["setting"] for r in rows if r["defense"] == defense)
     ax.set_xlabel(f"{defense} {setting or ''}".strip())
     ax.set_ylabel(METRICS[metric])
