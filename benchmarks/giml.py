@@ -15,10 +15,10 @@ network stayed at 9-11 % test accuracy, see benchmarks/RESULTS.md); attacks are 
 same mode, at B = 4, where GI alone recovers little (about 8 dB) and the shipped prior shows how
 much a good prior can add (about 12 dB). Caveat: a convolution without bias followed by
 batch-statistics BatchNorm makes the gradient nearly blind to a global change of the batch's
-brightness and contrast, so nothing learned from gradients alone (GI, or GIML's prior) can
-recover intensities; a prior trained on real pixels brings them.
+brightness and contrast, which GI cannot recover; a prior has to supply them (measured: the
+GIML prior, learned from these gradients, gets as far as the shipped one in PSNR).
 
-    python benchmarks/giml.py --quick     # about 15 min on 2 CPU cores
+    python benchmarks/giml.py --quick     # about 15-20 min on 2 CPU cores
     python benchmarks/giml.py             # the paper's GIML budget, meant for a GPU
 Prints PSNR / SSIM (mean +- std over batches and seeds), writes results.json, sample grids of
 the learned G during learning (giml/samples-step*.png) and reconstruction grids under --out.
@@ -45,8 +45,8 @@ from gradinv.report import image_grid, write_png
 
 SIZE = 32
 SETTINGS = {
-    "quick": dict(rounds=12, clients_per_round=4, steps=40, latent_iterations=100,
-                  adapt_iterations=50, gen_width=32, budget=300, batches=[0, 1], seeds=[0, 1]),
+    "quick": dict(rounds=12, clients_per_round=4, steps=48, latent_iterations=300,
+                  adapt_iterations=150, gen_width=32, budget=300, batches=[0, 1], seeds=[0, 1]),
     "full": dict(rounds=50, clients_per_round=4, steps=200, latent_iterations=1000,
                  adapt_iterations=500, gen_width=64, budget=2000, batches=[0, 1, 2, 3],
                  seeds=[0, 1, 2]),
