@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from gradinv.audit import AuditConfig, PriorSpec, build_attacks, run_config
+from gradinv.audit import AuditConfig, PriorSpec, attack_arguments, build_attacks, run_config
 from gradinv.cli import main
 from gradinv.settings import load_config, parse_assignment, parse_value, save_config
 from gradinv.types import DefenseSpec, FedAvgConfig, GradinvError, ThreatModel
@@ -29,9 +29,9 @@ def test_values_and_assignments_are_typed():
 def test_shared_lr_no_longer_reaches_gias():
     """The bug: --attack gi,gias --lr 0.1 silently gave GIAS's generator stage lr 0.1."""
     with pytest.raises(GradinvError, match="lr is ambiguous.*gias"):
-        build_attacks("gi,gias", {"lr": 0.1})
-    chosen = build_attacks("gi,gias", {"lr": 0.1, "iterations": 7},
-                           attack_settings={"gias": {"lr": 3e-4}})
+        attack_arguments("gi,gias", {"lr": 0.1}, {})
+    chosen = build_attacks(attack_arguments("gi,gias", {"lr": 0.1, "iterations": 7},
+                                            {"gias": {"lr": 3e-4}}))
     assert chosen["gi"].settings["lr"] == 0.1 and chosen["gias"].settings["lr"] == 3e-4
     assert chosen["gi"].settings["iterations"] == chosen["gias"].settings["iterations"] == 7
 

@@ -241,11 +241,10 @@ def _refuse_ambiguous(key: str, takers: list[str]) -> None:
                        f"({shown}); set it per attack, e.g. --set {takers[-1]}.{key}=VALUE")
 
 
-def build_attacks(attack: str, hyperparameters: dict, prior: PriorSpec | None = None,
-                  attack_settings: dict[str, dict] | None = None) -> dict[str, attacks.Attack]:
-    """The chosen attacks with their settings (``attack_arguments``); the prior goes to those
-    that take one. Bad settings are refused before any prior is loaded."""
-    arguments = attack_arguments(attack, hyperparameters, attack_settings or {})
+def build_attacks(arguments: dict[str, dict], prior: PriorSpec | None = None
+                  ) -> dict[str, attacks.Attack]:
+    """The chosen attacks with their settings (from ``attack_arguments``, which has already
+    refused bad ones); the prior goes to those that take one."""
     takers = [n for n in arguments if "prior" in attacks.accepted_hyperparameters(n)]
     if prior is not None and not takers:
         raise GradinvError(f"no attack among {', '.join(arguments)} takes 'prior'")
@@ -273,8 +272,7 @@ def run_config(config: AuditConfig, *, progress: bool = False, model: nn.Module 
     victim built from the config, ``data`` the dataset it names (a benchmark's own images)."""
     device = resolve_device(config.device)
     arguments = attack_arguments(config.attack, config.hyperparameters, config.attack_settings)
-    chosen = build_attacks(config.attack, config.hyperparameters, config.prior,
-                           config.attack_settings)
+    chosen = build_attacks(arguments, config.prior)
     if data is None:
         data = load_dataset(config.dataset, data_dir=config.data_dir, split=config.split,
                             image_size=config.image_size)

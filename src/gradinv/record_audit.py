@@ -63,8 +63,7 @@ def prepare_record_attacks(config: RecordAttackConfig, out: str | Path | None,
     if out is not None:
         check_writable(out)
     arguments = attack_arguments(config.attack, config.hyperparameters, config.attack_settings)
-    chosen = build_attacks(config.attack, config.hyperparameters, config.prior,
-                           config.attack_settings)
+    chosen = build_attacks(arguments, config.prior)
     record = open_record(config.record)
     if model is None:
         model = record.build_model()
