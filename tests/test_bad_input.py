@@ -408,7 +408,7 @@ CASES = [
     ("learn", ["--device", "tpu"], "unknown device"),
     ("learn", ["--out", "{file}"], "is not a folder"),
     ("learn", ["--out", "/proc/gradinv-bad-input/giml"], "cannot write results under"),
-    ("learn", ["--out", "{corrupt_checkpoint}"], "cannot read GIML checkpoint"),
+    ("learn", ["--out", "{corrupt_checkpoint}"], "is not a readable torch file"),
 ]
 
 

@@ -9,6 +9,7 @@ before a run starts (``check_writable``), so a bad ``--out`` costs nothing and l
 """
 from __future__ import annotations
 
+import io
 import os
 import pickle
 import tempfile
@@ -53,18 +54,30 @@ def check_writable(out: str | Path) -> None:
                            f"({err.strerror})") from None
 
 
-def save_torch_file(content: object, path: str | Path) -> None:
-    """``torch.save`` to a temporary name, then rename: readers see the old file or the new one."""
+TMP_SUFFIX = ".tmp"
+
+
+def write_atomic(path: str | Path, data: bytes) -> None:
+    """Write to a temporary name (ending ``TMP_SUFFIX``), then rename: readers see the old file
+    or the new one, and a crash never leaves a half-written file under the real name."""
     path = Path(path)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    temporary = path.with_name(f".{path.name}.{os.getpid()}{TMP_SUFFIX}")
     try:
         with open(temporary, "wb") as f:
-            torch.save(content, f)
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+
+
+def save_torch_file(content: object, path: str | Path) -> None:
+    """``torch.save``, written atomically (``write_atomic``)."""
+    buffer = io.BytesIO()
+    torch.save(content, buffer)
+    write_atomic(path, buffer.getvalue())
 
 
 def load_weights(module: nn.Module, state: object, source: str) -> None:

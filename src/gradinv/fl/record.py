@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from functools import cached_property
@@ -31,6 +30,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 from torch import nn
 
+from ..files import TMP_SUFFIX, write_atomic  # noqa: F401  (the recorder imports them here)
 from ..models import build_model
 from ..types import FedAvgConfig, GradinvError, Observation, ThreatModel, UpdateKind
 
@@ -42,7 +42,6 @@ PRIVATE_DIR = "private"
 PRIVATE_MANIFEST = f"{PRIVATE_DIR}/manifest.jsonl"
 UPDATE_PREFIX = "update/"
 BN_MEAN_PREFIX, BN_VAR_PREFIX = "bn_mean/", "bn_var/"
-TMP_SUFFIX = ".tmp"
 
 
 def round_file(round: int) -> str:
@@ -59,21 +58,6 @@ def private_file(round: int, client: int) -> str:
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temporary name (``*.tmp``), then rename: a crash never leaves a half-written
-    file under the real name."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + TMP_SUFFIX)
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)

@@ -27,7 +27,6 @@ interrupted run resumes to exactly the result of an uninterrupted one.
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
@@ -42,7 +41,7 @@ from ..attacks.gias import adapt_generator
 from ..progress import Progress
 from ..report import image_grid, write_png
 from ..checks import MAX_RATE, MAX_SIZE, check_float, check_int
-from ..files import check_writable
+from ..files import check_writable, load_torch_file, save_torch_file
 from ..types import GradinvError, Observation
 from .dcgan import DCGANGenerator
 from .prior import Prior, save_generator
@@ -214,11 +213,9 @@ def write_samples(prior: Prior, z: torch.Tensor, path: Path) -> None:
 
 def _save_checkpoint(out: Path, config: GIMLConfig, generator: nn.Module,
                      optimiser: torch.optim.Optimizer, step: int) -> None:
-    """Write, then rename: an interrupt never leaves a half-written checkpoint."""
-    tmp = out / "checkpoint.pt.tmp"
-    torch.save({"config": asdict(config), "step": step, "generator": generator.state_dict(),
-                "optimiser": optimiser.state_dict()}, tmp)
-    os.replace(tmp, out / "checkpoint.pt")
+    """Written atomically: an interrupt never leaves a half-written checkpoint."""
+    save_torch_file({"config": asdict(config), "step": step, "generator": generator.state_dict(),
+                     "optimiser": optimiser.state_dict()}, out / "checkpoint.pt")
 
 
 def _truncate_steps_log(out: Path, step: int) -> None:
@@ -237,12 +234,13 @@ def _resume(out: Path, config: GIMLConfig, generator: nn.Module,
     if not path.exists():
         (out / "steps.jsonl").unlink(missing_ok=True)
         return 0
+    state = load_torch_file(path, "GIML checkpoint")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        saved = dict(state["config"])
-        step = int(state["step"])
-    except Exception as err:  # noqa: BLE001  (any unreadable file is the same user error)
-        raise GradinvError(f"cannot read GIML checkpoint {path}: {type(err).__name__}") from None
+        saved = dict(state["config"])  # type: ignore[index]
+        step = int(state["step"])  # type: ignore[index]
+    except (KeyError, TypeError, ValueError):
+        raise GradinvError(f"GIML checkpoint {path} lacks its config or step: not written by "
+                           "gradinv prior learn") from None
     if {**saved, "steps": None} != {**asdict(config), "steps": None}:
         raise GradinvError(f"{path} was written with other GIML settings; use another --out "
                            "(only --steps may change when resuming)")
