@@ -191,6 +191,23 @@ def test_dp_noise_matches_the_accountant():
     assert float(one.replay(update, update)["w"].norm()) == pytest.approx(2.0, rel=1e-4)
 
 
+def test_dpsgd_epsilon_is_calibrated_by_the_accountant():
+    """DP-SGD given epsilon: the PLD accountant's own epsilon for the noise multiplier it
+    picked, composed over the local steps, is the target (and one step is the analytic
+    Gaussian mechanism's multiplier)."""
+    dp = pytest.importorskip("dp_accounting")
+    one = create("dpsgd", epsilon=2.0, delta=1e-5)
+    assert one.noise_multiplier == pytest.approx(dp.get_sigma_gaussian(2.0, 1e-5), rel=1e-3)
+    steps = create("dpsgd", epsilon=8.0, delta=1e-5, steps=5)
+    event = dp.SelfComposedDpEvent(dp.GaussianDpEvent(steps.noise_multiplier), 5)
+    assert 8.0 - 1e-2 <= dp.pld.PLDAccountant().compose(event).get_epsilon(1e-5) <= 8.0 + 1e-6
+    assert create("dpsgd").noise_multiplier == 1.0
+    with pytest.raises(GradinvError, match="not both"):
+        create("dpsgd", epsilon=1.0, noise_multiplier=1.0)
+    with pytest.raises(GradinvError, match="delta"):
+        create("dpsgd", epsilon=1.0, delta=1.0)
+
+
 def test_dp_noise_without_the_extra_says_how_to_install(monkeypatch):
     monkeypatch.setitem(sys.modules, "dp_accounting", None)
     with pytest.raises(GradinvError, match=r"gradinv\[dp\]"):

@@ -11,6 +11,8 @@ from ..checks import check_float, check_int
 from ..models.layers import BatchNorm2d
 from ..types import GradinvError
 from .base import ClientContext, LocalDefense, Params, register
+from .noise import check_delta
+from .noise import noise_multiplier as calibrated_noise_multiplier
 
 if TYPE_CHECKING:
     from ..fl.functional import GradientFn, LossFn
@@ -46,23 +48,40 @@ class DPSGD(LocalDefense):
     max_grad_norm`` on the clipped sum, in every local step (defaults: noise multiplier 1.0,
     the floor the Flower docs advise; clipping norm 1.0).
 
+    Or give ``epsilon`` (with ``delta`` and the number of local ``steps``, FedSGD's 1 by
+    default) instead of a noise multiplier: each step is then the Gaussian mechanism on the sum
+    of clipped per-example gradients (sensitivity ``max_grad_norm`` when one example is added
+    or removed), and the noise multiplier is the smallest for which ``steps`` such releases are
+    (epsilon, delta)-DP for each example under the PLD accountant of Google's ``dp-accounting``
+    (as ``dp-noise``; ``pip install 'gradinv[dp]'``). Every step uses the whole batch, so no
+    subsampling amplification is claimed, and rounds the example takes part in later are not
+    counted: the guarantee is per update.
+
     A change of the client's computation, not a transform of its result: the update functions
     of ``gradinv.fl.functional`` take it as their gradient. A knowing attacker simulates the
     same per-example clipping without the noise. BatchNorm in train mode mixes the examples of
-    a batch, so it is refused (Opacus refuses it too). The privacy accounting of the steps
-    (sampling rate, epochs) is not done here.
+    a batch, so it is refused (Opacus refuses it too).
     """
 
     name = "dpsgd"
-    summary = "DP-SGD in every local step: per-example clipping, Gaussian noise on the sum"
+    summary = ("DP-SGD in every local step: per-example clipping, Gaussian noise on the sum "
+               "(a noise multiplier, or one calibrated to epsilon)")
 
-    def __init__(self, *, noise_multiplier: float = 1.0, max_grad_norm: float = 1.0,
+    def __init__(self, *, noise_multiplier: float | None = None, max_grad_norm: float = 1.0,
+                 epsilon: float | None = None, delta: float = 1e-5, steps: int = 1,
                  seed: int = 0) -> None:
-        check_float("noise_multiplier", noise_multiplier, low=0, where=self.name)
+        check_float("noise_multiplier", noise_multiplier, low=0, where=self.name, optional=True)
         check_float("max_grad_norm", max_grad_norm, low=0, low_open=True, where=self.name)
+        check_float("epsilon", epsilon, low=0, low_open=True, where=self.name, optional=True)
+        check_delta(delta, where=self.name)
+        check_int("steps", steps, low=1, where=self.name)
         check_int("seed", seed, low=0, high=2**63 - 1, where=self.name)
-        self.noise_multiplier, self.max_grad_norm, self.seed = (noise_multiplier, max_grad_norm,
-                                                                seed)
+        if epsilon is not None and noise_multiplier is not None:
+            raise GradinvError(f"{self.name}: give noise_multiplier or epsilon, not both")
+        if epsilon is not None:
+            noise_multiplier = calibrated_noise_multiplier(epsilon, delta, steps, "add-remove")
+        self.noise_multiplier = 1.0 if noise_multiplier is None else noise_multiplier
+        self.max_grad_norm, self.seed = max_grad_norm, seed
 
     def gradient(self, client: ClientContext, generator: torch.Generator | None) -> GradientFn:
         module = client.model.module

@@ -65,9 +65,7 @@ class DPNoise(UpdateDefense):
                  relation: str = "add-remove", seed: int = 0) -> None:
         check_float("epsilon", epsilon, low=0, low_open=True, where=self.name)
         check_float("max_norm", max_norm, low=0, low_open=True, where=self.name)
-        check_float("delta", delta, low=0, high=1, low_open=True, where=self.name)
-        if delta == 1:
-            raise GradinvError(f"{self.name}: delta must be below 1, not {delta!r}")
+        check_delta(delta, where=self.name)
         check_int("rounds", rounds, low=1, where=self.name)
         check_choice("relation", relation, tuple(RELATIONS), where=self.name)
         check_int("seed", seed, low=0, high=2**63 - 1, where=self.name)
@@ -81,6 +79,13 @@ class DPNoise(UpdateDefense):
 
     def replay(self, simulated: Params, observed: Params) -> Params:
         return clip_to_norm(simulated, self.max_norm)
+
+
+def check_delta(delta: float, *, where: str) -> None:
+    """A DP delta in (0, 1): 0 would need infinite Gaussian noise, 1 promises nothing."""
+    check_float("delta", delta, low=0, high=1, low_open=True, where=where)
+    if delta == 1:
+        raise GradinvError(f"{where}: delta must be below 1, not {delta!r}")
 
 
 @lru_cache(maxsize=64)
