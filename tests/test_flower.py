@@ -1,5 +1,6 @@
 """gradinv.flower: recording a Flower federation, and auditing the record (gradinv audit)."""
 import json
+import re
 import os
 import signal
 import subprocess
@@ -155,7 +156,8 @@ def test_clear_errors_when_recording(tmp_path):
     fed = FedAvg(fraction_evaluate=0.0)
     other = build_model("lenet", channels=1, num_classes=10, image_size=28).state_dict()
     strategy = RecordingStrategy(fed, tmp_path / "arch", model=SPEC)
-    with pytest.raises(GradinvError, match="do not match the recorded architecture lenet"):
+    with pytest.raises(GradinvError, match=r"do not match the recorded model lenet \(the record's model "
+                       r"has classifier.weight of shape \[10, 192\]; the broadcast"):
         strategy.configure_train(1, ArrayRecord(other), ConfigRecord(), Grid([1, 2]))
     strategy = RecordingStrategy(fed, tmp_path / "labels", model=SPEC)  # labels_known
     with pytest.raises(GradinvError, match="did not declare 'labels'"):
@@ -202,7 +204,7 @@ def test_audit_clear_errors(record, tmp_path, capsys):
         return code, capsys.readouterr().err
 
     wrong = build_model("lenet", channels=1, num_classes=10, image_size=28)
-    with pytest.raises(GradinvError, match="does not match the architecture"):
+    with pytest.raises(GradinvError, match="given model does not fit the record"):
         run_leakage_audit(LeakageAuditConfig(str(record)), out=None, model=wrong)
     (tmp_path / "empty").mkdir()
     assert audit(tmp_path / "empty") == (2, f"gradinv: error: {tmp_path / 'empty'} is not a "
@@ -339,3 +341,168 @@ def test_audit_without_private_batches_ranks_by_matching_cost(tmp_path):
     summary = json.loads((result.folder / "leakage.json").read_text())
     assert summary["ranked_by"] == "matching_cost"
     assert "ranked by matching cost" in (result.folder / "report.html").read_text()
+
+
+# -- the user's own client model -----------------------------------------------------------
+
+def own_model_round(strategy, state, server_round=1):
+    """Two clients train TinyNet (torch BatchNorm2d, train mode: running statistics move) for
+    one SGD step and reply; returns what the server aggregated."""
+    from custom_models import TinyNet
+    strategy.configure_train(server_round, ArrayRecord(state), ConfigRecord(), Grid([3, 4]))
+    replies = []
+    for client, batch in enumerate(batches()):
+        model = TinyNet()
+        model.load_state_dict(state)
+        torch.nn.functional.cross_entropy(model(batch.images), batch.labels).backward()
+        with torch.no_grad():
+            for p in model.parameters():
+                p -= LR * p.grad
+        replies.append(reply(client + 3, client_reply(
+            model.state_dict(), 3, partition_id=client, lr=LR, local_batch_size=3, epochs=1,
+            labels=batch.labels, private=batch)))
+    arrays, _ = strategy.aggregate_train(server_round, replies)
+    return arrays.to_torch_state_dict()
+
+
+@pytest.fixture
+def own_record(tmp_path):
+    """Two rounds of a federation of TinyNet, recorded from its class (the factory)."""
+    from custom_models import TinyNet
+    strategy = RecordingStrategy(FedAvg(fraction_evaluate=0.0), tmp_path / "own", model=TinyNet,
+                                 channels=1, num_classes=10, image_size=16, store_private=True)
+    torch.manual_seed(0)
+    state = own_model_round(strategy, TinyNet().state_dict())
+    own_model_round(strategy, state, server_round=2)
+    return tmp_path / "own"
+
+
+def test_own_model_is_recorded_as_a_description(own_record):
+    meta = json.loads((own_record / "record.json").read_text())
+    assert meta["version"] == 2 and meta["model"]["kind"] == "description"
+    model = meta["model"]
+    assert model["source"] == "custom_models:TinyNet" and model["name"] == "TinyNet"
+    assert [t["name"] for t in model["state"]][:3] == ["0.weight", "0.bias", "1.weight"]
+    assert {"name": "1.running_mean", "shape": [4], "dtype": "float32",
+            "parameter": False} in model["state"]
+    record = open_record(own_record)
+    assert record.rounds() == [0, 1]
+    assert list(record.observation(1, 0).tensors) == record.description.parameter_names()
+    assert record.global_state(1)["1.running_var"].ne(1).any()  # averaged client statistics
+    with pytest.raises(GradinvError, match="--model-factory package.module:factory") as err:
+        record.build_model()
+    assert "recorded from custom_models:TinyNet" in str(err.value)
+
+
+def test_own_model_record_is_audited_with_its_factory(own_record, tmp_path, capsys):
+    from custom_models import TinyNet
+    out = str(tmp_path / "out")
+    assert main(["audit", str(own_record), "--model-factory", "custom_models:TinyNet",
+                 "--iterations", "3", "--restarts", "1", "--out", out, "--quiet"]) == 0
+    assert "most leaking client" in capsys.readouterr().out
+    summary = json.loads(next((tmp_path / "out").glob("*/leakage.json")).read_text())
+    assert summary["model_factory"] == "custom_models:TinyNet" and len(summary["updates"]) == 4
+    assert main(["attack", "--record", str(own_record), "--round", "1", "--client", "1",
+                 "--model-factory", "custom_models:TinyNet", "--iterations", "3", "--out", out,
+                 "--quiet"]) == 0
+    # the Python API takes the module itself (its BatchNorm converted on a copy) or a callable
+    config = LeakageAuditConfig(str(own_record), hyperparameters={"iterations": 2},
+                                rounds=(1,), clients=(0,))
+    module = TinyNet()
+    for given in (module, TinyNet):
+        rows = run_leakage_audit(config, out=None, progress=False, model=given).rows
+        assert len(rows) == 1 and rows[0]["mean_psnr"] is not None
+    assert type(module[1]) is torch.nn.BatchNorm2d  # the user's module is left as it was
+
+
+@pytest.mark.parametrize("argv,message", [
+    ([], "the record's model is the user's own TinyNet (it was recorded from "
+         "custom_models:TinyNet), which gradinv does not import from a record"),
+    (["--model-factory", "custom_models:wide_net"], "the given model does not fit the record "
+     "{record}: the record's model has 0.weight of shape [4, 1, 3, 3]; the given model has "
+     "[6, 1, 3, 3]"),
+    (["--model-factory", "custom_models:Sequence1dNet"], "2 (BatchNorm1d) cannot be converted"),
+    (["--model-factory", "custom_models:nothing"], "custom_models has no callable 'nothing'"),
+    (["--model-factory", "no_such_module_xyz:Net"], "importing no_such_module_xyz failed"),
+])
+def test_own_model_audit_errors_are_one_line(own_record, tmp_path, capsys, argv, message):
+    code = main(["audit", str(own_record), "--iterations", "2", "--out", str(tmp_path / "o"),
+                 "--quiet", *argv])
+    err = capsys.readouterr().err
+    assert code == 2 and message.format(record=own_record) in err, err
+    assert len(err.strip().splitlines()) == 1
+
+
+def test_loading_a_record_never_imports_the_code_it_names(own_record, tmp_path):
+    """A record naming a module that would run code on import: reading and auditing it
+    (without --model-factory) never imports it."""
+    (tmp_path / "trap_module.py").write_text(
+        f"open({str(tmp_path / 'sprung')!r}, 'w').close()\nclass Net: pass\n")
+    meta = json.loads((own_record / "record.json").read_text())
+    meta["model"]["source"] = "trap_module:Net"
+    (own_record / "record.json").write_text(json.dumps(meta))
+    code = (f"import sys; sys.path.insert(0, {str(tmp_path)!r})\n"
+            "from gradinv.fl import open_record\nfrom gradinv.cli import main\n"
+            f"record = open_record({str(own_record)!r})\n"
+            "[obs for obs in record.observations()]\n"
+            f"assert main(['audit', {str(own_record)!r}, '--quiet']) == 2\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "recorded from trap_module:Net" in done.stderr
+    assert not (tmp_path / "sprung").exists()
+
+
+def test_own_model_recording_errors(tmp_path):
+    from custom_models import Sequence1dNet, TinyNet
+    fed = FedAvg(fraction_evaluate=0.0)
+    sizes = dict(channels=1, num_classes=10, image_size=16)
+    cases = [
+        (dict(model=TinyNet(), channels=1, num_classes=10), "give image_size= with your own"),
+        (dict(model=TinyNet(), channels=1, num_classes=7, image_size=16), "check num_classes="),
+        (dict(model=TinyNet(), channels=3, num_classes=10, image_size=16), "check channels="),
+        (dict(model=Sequence1dNet(), **sizes), "2 (BatchNorm1d) cannot be converted"),
+        (dict(model=SPEC, **sizes), "channels is part of the ModelSpec"),
+        (dict(model="lenet"), "must be a ModelSpec, an nn.Module or a factory"),
+        (dict(model=lambda: 3, **sizes), "returned a int, not a torch.nn.Module"),
+    ]
+    for i, (kwargs, message) in enumerate(cases):
+        with pytest.raises(GradinvError, match=re.escape(message)):
+            RecordingStrategy(fed, tmp_path / str(i), **kwargs)
+    strategy = RecordingStrategy(fed, tmp_path / "ok", model=TinyNet(), **sizes)
+    assert strategy.writer.meta.model.source == "custom_models:TinyNet"  # from the class
+    with pytest.raises(GradinvError, match=r"the record's model has 0.weight of shape"):
+        strategy.configure_train(1, ArrayRecord(TinyNet(6).state_dict()), ConfigRecord(),
+                                 Grid([1, 2]))
+
+
+def test_audit_takes_prior_and_per_attack_settings(record, tmp_path, capsys):
+    """GIAS with the shipped prior on a recorded update, settings given per attack."""
+    out = tmp_path / "out"
+    assert main(["audit", str(record), "--attack", "gias", "--prior", "fashion-mnist",
+                 "--set", "gias.iterations=3", "--set", "gias.latent_iterations=2",
+                 "--set", "gias.restarts=1", "--rounds", "1", "--clients", "0", "--out",
+                 str(out), "--quiet"]) == 0, capsys.readouterr().err
+    summary = json.loads(next(out.glob("*/leakage.json")).read_text())
+    assert summary["prior"]["source"] == "fashion-mnist"
+    assert summary["attack_settings"] == {"gias": {"iterations": 3, "latent_iterations": 2,
+                                                   "restarts": 1}}
+    assert len(summary["updates"]) == 1 and summary["updates"][0]["attack"] == "gias"
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["--prior", "fashion-mnist"], "no attack among gi takes 'prior'"),
+    (["--set", "gi.bogus=1"], "gi takes no setting 'bogus'"),
+    (["--set", "gias.lr=1e-4"], "settings for 'gias', which is not among the chosen attacks"),
+    (["--prior-weights", "w.pt"], "--prior-weights only applies to --prior package.module"),
+    (["--set", "gi.lr"], "bad --set 'gi.lr'"),
+])
+def test_audit_bad_attack_settings_are_one_line(record, tmp_path, capsys, argv, message):
+    code = main(["audit", str(record), "--out", str(tmp_path / "o"), "--quiet", *argv])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_model_factory_is_refused_for_a_fresh_batch(capsys):
+    assert main(["attack", "--model-factory", "custom_models:TinyNet", "--quiet"]) == 2
+    assert "--model-factory only applies to --record" in capsys.readouterr().err

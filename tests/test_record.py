@@ -194,3 +194,36 @@ def test_a_recorded_update_attack_repeats_from_its_config_toml(tmp_path, capsys)
     assert (first / "metrics.json").read_text() == (second / "metrics.json").read_text()
     code = main(["attack", "--config", str(first / "config.toml"), "--model", "convnet"])
     assert code == 2 and "does not apply to --record" in capsys.readouterr().err
+
+
+def test_record_of_an_architecture_stays_format_version_1(tmp_path, default_data):
+    """Older gradinv reads (and resumes) these records: nothing in them changed."""
+    _write(tmp_path, default_data, FULL)
+    meta = json.loads((tmp_path / "record.json").read_text())
+    assert meta["version"] == 1 and "kind" not in meta["model"]
+    assert open_record(tmp_path).description == SPEC.describe()
+
+
+def test_model_description_round_trips_and_is_checked(tmp_path):
+    from torch import nn
+
+    from gradinv.fl.record import describe_module
+
+    module = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Flatten(),
+                           nn.Linear(2 * 14 * 14, 10))
+    model = describe_module(module, name="Sequential", source="mypkg.models:Net", channels=1,
+                            num_classes=10, image_size=16)
+    meta = RecordMeta(model=model, update="fedavg", threat=BLIND, data_channels=1,
+                      private=False, federation={})
+    RecordWriter(tmp_path / "rec", meta)
+    assert open_record(tmp_path / "rec").meta == meta
+    assert model.parameter_names() == [n for n, _ in module.named_parameters()]
+    assert model.shapes()["1.num_batches_tracked"] == ()
+    data = json.loads((tmp_path / "rec" / "record.json").read_text())
+    for harm, message in ((lambda d: d.update(version=3), "reads versions 1 to 2"),
+                          (lambda d: d["model"]["state"][0].pop("shape"), "is malformed")):
+        damaged = json.loads(json.dumps(data))
+        harm(damaged)
+        (tmp_path / "rec" / "record.json").write_text(json.dumps(damaged))
+        with pytest.raises(GradinvError, match=message):
+            open_record(tmp_path / "rec")

@@ -9,9 +9,10 @@ from functools import partial
 from pathlib import Path
 
 from . import attacks, defenses
-from .attacks.gi import INITS
-from .audit import AuditConfig, AuditResult, PriorSpec, resolve_device, run_audit
+from .audit import AuditConfig, AuditResult, resolve_device, run_audit
 from .cli_audit import add_audit_parser
+from .cli_options import (add_attack_settings_arguments, add_model_factory_argument,
+                          merge_attack_options)
 from .data import DATASETS
 from .data.partition import PARTITIONS
 from .fl import federation
@@ -20,11 +21,9 @@ from .fl.record import open_record
 from .models import INIT_SCHEMES, available_models
 from .priors.giml import GIMLConfig, learn_prior
 from .record_audit import RecordAuditConfig, run_record_audit
-from .settings import config_from_dict, parse_assignment, read_toml
+from .settings import config_from_dict, read_toml
 from .types import FedAvgConfig, GradinvError, ThreatModel
 
-HYPERPARAMETERS = ("iterations", "restarts", "lr", "tv", "cost", "top_k", "latent_iterations",
-                   "init")
 # FedAvg's local options and the FedAvgConfig fields they set.
 LOCAL_OPTIONS = {"local_lr": "lr", "local_batch_size": "local_batch_size",
                  "local_epochs": "epochs"}
@@ -74,34 +73,12 @@ def _add_attack_arguments(p: argparse.ArgumentParser) -> None:
                    help="the server knows the client's defenses (not its random draws): the "
                    "attacks replay them")
     p.add_argument("--record", help="attack an update of this federation record (from "
-                   "'gradinv fl simulate') instead: model, weights and threat model come from it")
+                   "'gradinv fl simulate' or gradinv.flower) instead: model, weights and threat "
+                   "model come from it")
     p.add_argument("--round", type=int, help="with --record: the round of the update")
     p.add_argument("--client", type=int, help="with --record: the client of the update")
-    p.add_argument("--set", action="append", metavar="NAME.KEY=VALUE", dest="assignments",
-                   help="one setting of one chosen attack or defense, e.g. --set gias.lr=1e-4 "
-                   "--set gi.tv=1e-3 --set prune.rate=0.5 (value: true/false, int, float or "
-                   "text; repeatable; wins over the shared options below)")
-    p.add_argument("--iterations", type=int, help="every chosen attack's budget (shared)")
-    p.add_argument("--restarts", type=int, help="every chosen attack's restarts (shared)")
-    p.add_argument("--lr", type=float, help="attack learning rate. This and the options below "
-                   "go to every chosen attack that takes them, and are refused when several "
-                   "do with different defaults (gi's lr is 0.1 for pixels, gias's 1e-4 for "
-                   "generator weights): use --set ATTACK.KEY=VALUE then")
-    p.add_argument("--tv", type=float, help="total-variation weight")
-    p.add_argument("--cost", choices=["cosine", "l2"])
-    p.add_argument("--top-k", type=int, help="match only the k layers with the largest update")
-    p.add_argument("--latent-iterations", type=int, help="GIAS: iterations of the latent stage")
-    p.add_argument("--bn-prior", type=float, metavar="WEIGHT",
-                   help="weight of the BatchNorm-statistics prior (Yin et al. 2021); used only "
-                   "when the client leaks them (--bn-stats); default 0.01")
-    p.add_argument("--init", choices=sorted(INITS),
-                   help="GI: start images (grey: 0.5 + 0.25 N(0,1); noise: the official N(0,1))")
-    p.add_argument("--prior", help="gi-z / gias generator: fashion-mnist (shipped), faces, a "
-                   "file from 'gradinv prior train', or package.module:factory")
-    p.add_argument("--prior-weights", help="weights file for a package.module:factory generator")
-    p.add_argument("--latent-dim", type=int, help="latent size of a user generator")
-    p.add_argument("--output-range", type=float, nargs=2, metavar=("LOW", "HIGH"),
-                   help="value range of a user generator's output (default -1 1)")
+    add_model_factory_argument(p)
+    add_attack_settings_arguments(p)
     p.add_argument("--seed", type=int, help="seeds both the victim model and the attack "
                    "(default 0)")
     p.add_argument("--model-seed", type=int, help="seed of the victim's initialisation "
@@ -167,33 +144,11 @@ def _threat_from_args(args: argparse.Namespace) -> ThreatModel:
     return ThreatModel(**_threat_given(args))
 
 
-def _hyperparameters(args: argparse.Namespace) -> dict:
-    hyper = {k: getattr(args, k) for k in HYPERPARAMETERS if getattr(args, k) is not None}
-    if args.bn_prior is not None:  # the attacks' name; --bn-stats is the threat-model switch
-        hyper["bn_stats"] = args.bn_prior
-    return hyper
-
-
-def _prior_from_args(args: argparse.Namespace) -> PriorSpec | None:
-    """The prior options; those that only describe a user's generator are refused otherwise
-    (they would be recorded as if used)."""
-    if args.prior is None or ":" not in args.prior:
-        given = [flag for flag, value in (("--prior-weights", args.prior_weights),
-                                          ("--latent-dim", args.latent_dim),
-                                          ("--output-range", args.output_range))
-                 if value is not None]
-        if given:
-            raise GradinvError(f"{given[0]} only applies to --prior package.module:factory")
-    if args.prior is None:
-        return None
-    return PriorSpec(args.prior, args.prior_weights, args.latent_dim,
-                     tuple(args.output_range or (-1.0, 1.0)))
-
-
 def config_from_args(args: argparse.Namespace) -> AuditConfig:
     """A fresh client batch: the --config file (if any), overridden by the options given;
     what neither sets keeps AuditConfig's defaults."""
-    _refuse_given(args, ("round", "client"), "only applies to --record (a recorded update)")
+    _refuse_given(args, ("round", "client", "model_factory"),
+                  "only applies to --record (a recorded update)")
     values = _config_file(args)
     # The file stores resolved values; one derived from an option given now is derived again.
     for option, derived in (("seed", ("model_seed", "attack_seed")), ("model", ("init_scheme",)),
@@ -213,30 +168,8 @@ def config_from_args(args: argparse.Namespace) -> AuditConfig:
                         **({"defense_known": True} if args.defense_known else {})}
     if args.defense:
         values["defenses"] = [vars(defenses.parse_spec(d)) for d in args.defense]
-    values["hyperparameters"] = {**values.get("hyperparameters", {}), **_hyperparameters(args)}
-    prior = _prior_from_args(args)
-    if prior is not None:
-        values["prior"] = vars(prior)
-    _apply_assignments(values, args.assignments or ())
+    merge_attack_options(values, args)
     return config_from_dict(AuditConfig, values)  # type: ignore[return-value]
-
-
-def _apply_assignments(values: dict, assignments: Sequence[str]) -> None:
-    """Each --set NAME.key=value into ``values``: a chosen defense's settings when NAME is one
-    (applied once; refused when it is applied several times), else the attack's settings."""
-    per_attack = {k: dict(v) for k, v in values.get("attack_settings", {}).items()}
-    chosen = [dict(d) for d in values.get("defenses", [])]
-    for text in assignments:
-        name, key, value = parse_assignment(text)
-        matches = [d for d in chosen if d["name"] == name]
-        if len(matches) > 1:
-            raise GradinvError(f"--set {text!r} is ambiguous: defense {name!r} is applied "
-                               f"{len(matches)} times; give its settings in --defense instead")
-        if matches:
-            matches[0]["settings"] = {**matches[0].get("settings", {}), key: value}
-        else:
-            per_attack.setdefault(name, {})[key] = value
-    values["attack_settings"], values["defenses"] = per_attack, chosen
 
 
 def record_config_from_args(args: argparse.Namespace) -> RecordAuditConfig:
@@ -245,17 +178,14 @@ def record_config_from_args(args: argparse.Namespace) -> RecordAuditConfig:
     _refuse_given(args, FRESH_OPTIONS, "does not apply to --record: the record fixes the model, "
                   "the client's data and update, and the threat model")
     values = _config_file(args)
-    values.update(_given(args, ("record", "round", "client", "attack", "device")))
+    values.update(_given(args, ("record", "round", "client", "attack", "model_factory",
+                                "device")))
     if "round" not in values or "client" not in values:
         raise GradinvError("--record needs --round and --client (the update to attack)")
     seed = args.attack_seed if args.attack_seed is not None else args.seed
     if seed is not None:
         values["seed"] = seed
-    values["hyperparameters"] = {**values.get("hyperparameters", {}), **_hyperparameters(args)}
-    prior = _prior_from_args(args)
-    if prior is not None:
-        values["prior"] = vars(prior)
-    _apply_assignments(values, args.assignments or ())
+    merge_attack_options(values, args)
     if values.pop("defenses"):
         raise GradinvError("--set names a defense, but with --record the record fixes them")
     return config_from_dict(RecordAuditConfig, values)  # type: ignore[return-value]

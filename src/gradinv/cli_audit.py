@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 
+from .cli_options import (add_attack_settings_arguments, add_model_factory_argument,
+                          merge_attack_options)
 from .record_leakage import LeakageAuditConfig, run_leakage_audit
-
-# Attack settings this command takes, and the hyper-parameter each sets.
-SETTINGS = {"iterations": int, "restarts": int, "lr": float, "tv": float}
+from .settings import config_from_dict
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -17,12 +17,18 @@ def _ints(text: str) -> tuple[int, ...]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
 
 
+def config_from_args(args: argparse.Namespace) -> LeakageAuditConfig:
+    """The audit's config: the record, which updates, and the attacks with their settings."""
+    values = {name: getattr(args, name) for name in ("record", "attack", "rounds", "clients",
+                                                     "max_updates", "model_factory", "seed",
+                                                     "device")}
+    merge_attack_options(values, args)
+    del values["defenses"]  # none is chosen here: --set goes to the attacks
+    return config_from_dict(LeakageAuditConfig, values)  # type: ignore[return-value]
+
+
 def cmd_audit(args: argparse.Namespace) -> None:
-    hyper = {k: getattr(args, k) for k in SETTINGS if getattr(args, k) is not None}
-    config = LeakageAuditConfig(record=args.record, attack=args.attack, hyperparameters=hyper,
-                                rounds=args.rounds, clients=args.clients,
-                                max_updates=args.max_updates, seed=args.seed,
-                                device=args.device)
+    config = config_from_args(args)
     result = run_leakage_audit(config, out=args.out, progress=not args.quiet)
     print(f"attacked {len({(r['round'], r['client']) for r in result.rows})} updates")
     top = result.clients[0]
@@ -37,8 +43,8 @@ def add_audit_parser(sub) -> None:
                        "clients and rounds by leakage")
     p.add_argument("record", help="the record folder ('gradinv fl simulate' or gradinv.flower)")
     p.add_argument("--attack", default="gi", help="attack name, or a comma-separated list")
-    for name, kind in SETTINGS.items():
-        p.add_argument(f"--{name}", type=kind)
+    add_model_factory_argument(p)
+    add_attack_settings_arguments(p)
     p.add_argument("--rounds", type=_ints, help="only these rounds, e.g. 0,5,9")
     p.add_argument("--clients", type=_ints, help="only these clients, e.g. 0,3")
     p.add_argument("--max-updates", type=int, help="at most this many updates, spread evenly")

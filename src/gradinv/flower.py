@@ -10,6 +10,14 @@ strategy the federation already uses::
                                  model=ModelSpec("lenet", 12, 1, 10, 16, "dlg-uniform"))
     strategy.start(grid=grid, initial_arrays=ArrayRecord(model.state_dict()), num_rounds=5)
 
+A federation of the user's own ``nn.Module`` passes it (or its factory) as ``model``, with
+``channels=``, ``num_classes=`` and ``image_size=``: the record then describes the model (the
+names, shapes and dtypes of its state, and its import path as provenance) instead of naming a
+gradinv architecture, and is attacked with ``gradinv audit RECORD --model-factory
+package.module:factory`` (loading a record never imports code). Its ``torch.nn.BatchNorm2d``
+layers are converted for the attacks (``gradinv.models.adapt_model``); layers that cannot be
+are refused here, before the federation runs.
+
 The wrapper delegates every decision to the wrapped strategy (sampling, aggregation,
 evaluation) and records, for every round and client, the global arrays the server sent
 (``configure_train``) and the arrays the client replied with (``aggregate_train``), plus the
@@ -45,10 +53,11 @@ that overrides ``start`` itself is not supported.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import torch
+from torch import nn
 
 try:
     import flwr
@@ -59,11 +68,14 @@ except ImportError as err:  # pragma: no cover - CI installs the extra
     raise ImportError("gradinv.flower needs Flower (flwr >= 1.42): "
                       "pip install 'gradinv[flower]'") from err
 
-from .checks import check_bool, check_choice
-from .fl.record import ModelSpec, RecordMeta
+from .checks import MAX_SIZE, check_bool, check_choice, check_int, one_line
+from .fl.record import (ModelDescription, ModelInfo, ModelSpec, RecordMeta, describe_module,
+                        first_difference)
 from .fl.recorder import RecordWriter
 from .files import check_writable
+from .models import adapt_model
 from .types import FedAvgConfig, GradinvError, Observation, PrivateBatch, ThreatModel
+from .user_code import call_factory, import_path
 
 ARRAYS = "arrays"
 METRICS = "metrics"
@@ -100,36 +112,78 @@ def client_reply(state: dict[str, torch.Tensor], num_examples: int, *,
     return content
 
 
-def check_architecture(spec: ModelSpec, state: dict[str, torch.Tensor]) -> None:
-    """The broadcast arrays must be the state dict of the recorded architecture."""
-    expected = {k: tuple(v.shape) for k, v in spec.build().state_dict().items()}
-    got = {k: tuple(v.shape) for k, v in state.items()}
-    if expected == got:
-        return
-    missing = sorted(set(expected) - set(got))
-    extra = sorted(set(got) - set(expected))
-    shapes = sorted(k for k in set(expected) & set(got) if expected[k] != got[k])
-    parts = ([f"missing {', '.join(missing[:3])}"] if missing else []) + (
-        [f"unexpected {', '.join(extra[:3])}"] if extra else []) + (
-        [f"{k} has shape {got[k]}, the model {expected[k]}" for k in shapes[:3]])
-    raise GradinvError(f"the federation's arrays do not match the recorded architecture "
-                       f"{spec.name} ({'; '.join(parts)})")
+def check_architecture(model: ModelDescription, state: dict[str, torch.Tensor]) -> None:
+    """The broadcast arrays must be the state dict of the recorded model."""
+    problem = first_difference(model.shapes(), {k: tuple(v.shape) for k, v in state.items()},
+                               "the broadcast arrays")
+    if problem is not None:
+        raise GradinvError(f"the federation's arrays do not match the recorded model "
+                           f"{model.name} ({problem})")
+
+
+def model_info(model: ModelSpec | nn.Module | Callable[[], nn.Module], *,
+               channels: int | None, num_classes: int | None,
+               image_size: int | None) -> ModelInfo:
+    """What the record says about the clients' model: a ModelSpec as given, or a description
+    of the user's own module (or of what its factory builds), which must take
+    ``(N, channels, image_size, image_size)`` images to ``num_classes`` logits and have only
+    layers gradinv can attack."""
+    sizes = {"channels": channels, "num_classes": num_classes, "image_size": image_size}
+    if isinstance(model, ModelSpec):
+        given = [k for k, v in sizes.items() if v is not None]
+        if given:
+            raise GradinvError(f"{given[0]} is part of the ModelSpec; give it only with your "
+                               "own model")
+        return model
+    if isinstance(model, nn.Module):
+        module, source = model, import_path(type(model))
+    elif callable(model):
+        module = call_factory(model, f"cannot build model from {model!r}")
+        source = import_path(model)
+    else:
+        raise GradinvError(f"model must be a ModelSpec, an nn.Module or a factory returning "
+                           f"one, not {type(model).__name__}")
+    for key, value in sizes.items():
+        if value is None:
+            raise GradinvError(f"give {key}= with your own model (the record needs the input "
+                               "shape and classes)")
+        check_int(key, value, low=1, high=MAX_SIZE)
+    _probe(adapt_model(module), channels, num_classes, image_size)  # type: ignore[arg-type]
+    return describe_module(module, name=type(module).__name__, source=source,
+                           channels=channels, num_classes=num_classes,  # type: ignore[arg-type]
+                           image_size=image_size)  # type: ignore[arg-type]
+
+
+def _probe(module: nn.Module, channels: int, num_classes: int, image_size: int) -> None:
+    """Two blank images through ``module`` (in eval mode) must give two rows of logits."""
+    images = torch.zeros(2, channels, image_size, image_size)
+    module.eval()
+    try:
+        with torch.no_grad():
+            shape = tuple(module(images).shape)
+    except Exception as err:  # noqa: BLE001  (user code can raise anything)
+        raise GradinvError(f"the model fails on {tuple(images.shape)} images ({one_line(err)}); "
+                           "check channels= and image_size=") from None
+    if shape != (2, num_classes):
+        raise GradinvError(f"the model maps {tuple(images.shape)} images to {shape}, not (2, "
+                           f"{num_classes}) logits; check num_classes=")
 
 
 class RecordingStrategy(Strategy):
     """Delegates to ``strategy`` and records every client's training reply in ``record_dir``
     (a new or empty folder). See the module docstring for what is recorded."""
 
-    def __init__(self, strategy: Strategy, record_dir: str | Path, *, model: ModelSpec,
-                 threat: ThreatModel | None = None, update: str = "fedavg",
-                 data_channels: int | None = None, store_private: bool = False,
-                 federation: dict | None = None) -> None:
+    def __init__(self, strategy: Strategy, record_dir: str | Path, *,
+                 model: ModelSpec | nn.Module | Callable[[], nn.Module],
+                 channels: int | None = None, num_classes: int | None = None,
+                 image_size: int | None = None, threat: ThreatModel | None = None,
+                 update: str = "fedavg", data_channels: int | None = None,
+                 store_private: bool = False, federation: dict | None = None) -> None:
         if not isinstance(strategy, Strategy):
             raise GradinvError(f"strategy must be a Flower message-API Strategy "
                                f"(flwr.serverapp.strategy), not {type(strategy).__name__}")
-        if not isinstance(model, ModelSpec):
-            raise GradinvError(f"model must be a gradinv.fl.record.ModelSpec, not "
-                               f"{type(model).__name__}")
+        info = model_info(model, channels=channels, num_classes=num_classes,
+                          image_size=image_size)
         threat = ThreatModel(model_mode="train") if threat is None else threat
         if not isinstance(threat, ThreatModel):
             raise GradinvError(f"threat must be a ThreatModel, not {type(threat).__name__}")
@@ -146,10 +200,11 @@ class RecordingStrategy(Strategy):
         if root.exists() and (not root.is_dir() or any(root.iterdir())):
             raise GradinvError(f"{root} is not an empty folder; a Flower run records into a "
                                "new or empty one")
-        self.strategy, self.model, self.threat, self.update = strategy, model, threat, update
-        self._params = [n for n, _ in model.build().named_parameters()]
-        meta = RecordMeta(model=model, update=update, threat=threat,  # type: ignore[arg-type]
-                          data_channels=data_channels or model.channels, private=store_private,
+        self.strategy, self.threat, self.update = strategy, threat, update
+        self.model = info.describe()
+        self._params = self.model.parameter_names()
+        meta = RecordMeta(model=info, update=update, threat=threat,  # type: ignore[arg-type]
+                          data_channels=data_channels or info.channels, private=store_private,
                           federation={"framework": "flower", "flwr": flwr.__version__,
                                       "strategy": type(strategy).__name__,
                                       **(federation or {})})
@@ -219,7 +274,7 @@ class RecordingStrategy(Strategy):
         missing = [k for k in self._params if k not in client]
         if missing:
             raise GradinvError(f"node {node}'s reply lacks the parameters {', '.join(missing[:3])}"
-                               f" of the recorded architecture {self.model.name}")
+                               f" of the recorded model {self.model.name}")
         declared = dict(content.config_records[META]) if META in content.config_records else {}
         num_examples = next((int(m[NUM_EXAMPLES]) for m in content.metric_records.values()
                              if NUM_EXAMPLES in m), None)

@@ -1,14 +1,17 @@
 """Attack one update of a federation record, the way the server could at that round.
 
-The attack gets the record's architecture and the observation (with that round's broadcast
-weights); the client's private batch, when the record keeps it, is read separately and used
-only to score the reconstruction.
+The attack gets the record's model and the observation (with that round's broadcast weights);
+the client's private batch, when the record keeps it, is read separately and used only to score
+the reconstruction. A record of a gradinv architecture builds its model; one of the user's own
+model is attacked with the module the user builds (``model_factory``, or ``model=`` in Python),
+converted by ``adapt_model`` and checked against the record's description.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, Union
 
 import torch
 from torch import nn
@@ -19,9 +22,11 @@ from .audit import (AuditResult, Outcome, PriorSpec, attack_arguments, build_att
                     run_settings, write_report)
 from .files import check_writable
 from .fl.private import load_private_batch
-from .fl.record import Record, open_record
+from .fl.record import Record, describe_module, first_difference, open_record
+from .models import adapt_model
 from .settings import save_config
 from .types import GradinvError, Observation, PrivateBatch
+from .user_code import build_module, call_factory
 
 
 @dataclass(frozen=True)
@@ -35,11 +40,13 @@ class RecordAuditConfig:
     hyperparameters: dict = field(default_factory=dict)
     attack_settings: dict[str, dict] = field(default_factory=dict)
     prior: PriorSpec | None = None
+    model_factory: str | None = None
     seed: int = 0
     device: str = "auto"
 
     def __post_init__(self) -> None:
         check_attack_settings(self)
+        check_model_factory(self.model_factory)
 
 
 class RecordAttackConfig(Protocol):
@@ -50,37 +57,70 @@ class RecordAttackConfig(Protocol):
     hyperparameters: dict
     attack_settings: dict[str, dict]
     prior: PriorSpec | None
+    model_factory: str | None
     device: str
 
 
+# The user's own client model: a module, or a factory (callable or import path) building one.
+UserModel = Union[nn.Module, Callable[[], nn.Module], str]
+
+
 def prepare_record_attacks(config: RecordAttackConfig, out: str | Path | None,
-                           model: nn.Module | None = None
+                           model: UserModel | None = None
                            ) -> tuple[torch.device, dict[str, Attack], Record, nn.Module]:
     """Everything attacking a record needs, checked before any attack runs: the device, a
-    writable ``out``, the attacks, the record, and the model (the recorded architecture, or the
-    user's own, which must fit it)."""
+    writable ``out``, the attacks, the record, and the model (``model``, else
+    ``config.model_factory``, else the recorded architecture)."""
     device = resolve_device(config.device)
     if out is not None:
         check_writable(out)
     arguments = attack_arguments(config.attack, config.hyperparameters, config.attack_settings)
     chosen = build_attacks(arguments, config.prior)
     record = open_record(config.record)
-    if model is None:
-        model = record.build_model()
-    else:
-        check_model_fits(model, record)
+    given = model if model is not None else config.model_factory
+    model = record.build_model() if given is None else user_model(given, record)
     check_bn_prior(arguments, record.meta.threat, model)
     return device, chosen, record, model
 
 
+def check_model_factory(factory: object) -> None:
+    """A config's ``model_factory``: None or ``package.module:factory`` text."""
+    if factory is not None and (not isinstance(factory, str) or ":" not in factory):
+        raise GradinvError(f"model_factory must be package.module:factory, not {factory!r}")
+
+
+def user_model(given: UserModel, record: Record) -> nn.Module:
+    """The user's module (built by the factory when one is given), its torch BatchNorm layers
+    converted, checked to have the recorded model's state."""
+    if isinstance(given, str):
+        module = build_module(given, "model")
+    elif isinstance(given, nn.Module):
+        module = given
+    elif callable(given):
+        module = call_factory(given, f"cannot build model from {given!r}")
+    else:
+        raise GradinvError(f"model must be an nn.Module, a factory or package.module:factory, "
+                           f"not {type(given).__name__}")
+    module = adapt_model(module)
+    check_model_fits(module, record)
+    return module
+
+
 def check_model_fits(model: nn.Module, record: Record) -> None:
-    """A model given for the audit must have the recorded architecture's state."""
-    want = {k: tuple(v.shape) for k, v in record.build_model().state_dict().items()}
-    got = {k: tuple(v.shape) for k, v in model.state_dict().items()}
-    if want != got:
-        diff = sorted(set(want) ^ set(got)) or sorted(k for k in want if want[k] != got[k])
-        raise GradinvError(f"the model given does not match the architecture of {record.path} "
-                           f"({record.meta.model.name}; first difference: {diff[0]})")
+    """A model given for the attack must have the recorded model's state: the same names and
+    shapes, and the same entries as parameters."""
+    want = record.description
+    got = describe_module(model, name=type(model).__name__, source=None,
+                          channels=want.channels, num_classes=want.num_classes,
+                          image_size=want.image_size)
+    problem = first_difference(want.shapes(), got.shapes(), "the given model")
+    ours, theirs = set(want.parameter_names()), set(got.parameter_names())
+    if problem is None and ours != theirs:
+        name = min(ours ^ theirs)
+        role = "a parameter" if name in ours else "a buffer"
+        problem = f"{name} is {role} of the record's model but not of the given model"
+    if problem is not None:
+        raise GradinvError(f"the given model does not fit the record {record.path}: {problem}")
 
 
 def attack_recorded(chosen: dict[str, Attack], model: nn.Module, record: Record,
@@ -95,10 +135,11 @@ def attack_recorded(chosen: dict[str, Attack], model: nn.Module, record: Record,
 
 
 def run_record_audit(config: RecordAuditConfig, *, out: str | Path | None = "runs",
-                     progress: bool = True) -> AuditResult:
+                     progress: bool = True, model: UserModel | None = None) -> AuditResult:
     """Attack client ``config.client``'s update of round ``config.round``; scores are None
-    when the record holds no private batch for it."""
-    device, chosen, record, model = prepare_record_attacks(config, out)
+    when the record holds no private batch for it. ``model``: the user's own client model (or
+    its factory), for a record of it."""
+    device, chosen, record, model = prepare_record_attacks(config, out, model)
     observation = record.observation(config.round, config.client)
     truth = load_private_batch(config.record, config.round, config.client)
     outcomes = attack_recorded(chosen, model, record, observation, truth, seed=config.seed,

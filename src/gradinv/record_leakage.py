@@ -12,19 +12,19 @@ from __future__ import annotations
 
 import html
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from statistics import fmean
 
 import numpy as np
-from torch import nn
 
 from .audit import PriorSpec, check_attack_settings
 from .checks import check_int
 from .fl.private import load_private_batch
 from .fl.record import Entry, Record
 from .progress import Progress
-from .record_audit import attack_recorded, prepare_record_attacks
+from .record_audit import (UserModel, attack_recorded, check_model_factory,
+                           prepare_record_attacks)
 from .report.plots import line_chart
 from .report.png import CURVE_COLOURS
 from .report.run_folder import environment, new_run_dir, write_json
@@ -40,6 +40,7 @@ class LeakageAuditConfig:
     hyperparameters: dict = field(default_factory=dict)
     attack_settings: dict[str, dict] = field(default_factory=dict)
     prior: PriorSpec | None = None
+    model_factory: str | None = None
     rounds: tuple[int, ...] | None = None
     clients: tuple[int, ...] | None = None
     max_updates: int | None = None
@@ -48,6 +49,7 @@ class LeakageAuditConfig:
 
     def __post_init__(self) -> None:
         check_attack_settings(self)
+        check_model_factory(self.model_factory)
         for name in ("rounds", "clients"):
             value = getattr(self, name)
             if value is not None:
@@ -92,9 +94,10 @@ def select_entries(record: Record, config: LeakageAuditConfig) -> list[Entry]:
 
 
 def run_leakage_audit(config: LeakageAuditConfig, *, out: str | Path | None = "runs",
-                      progress: bool = True, model: nn.Module | None = None) -> LeakageResult:
+                      progress: bool = True, model: UserModel | None = None) -> LeakageResult:
     """Attack the chosen updates of ``config.record`` and rank clients and rounds by leakage.
-    ``model`` (optional) is the user's own client model; it must fit the record's state."""
+    ``model`` (optional) is the user's own client model or its factory (over
+    ``config.model_factory``); it must fit the record's state."""
     device, chosen, record, model = prepare_record_attacks(config, out, model)
     entries = select_entries(record, config)
     observations = record.observations(entries)  # every file must exist before the walk
@@ -123,7 +126,9 @@ def run_leakage_audit(config: LeakageAuditConfig, *, out: str | Path | None = "r
         folder = new_run_dir(out, f"audit-{'-'.join(chosen)}-{spec.name}")
         summary = {"record": str(record.path), "record_meta": record.meta.to_json(),
                    "attack": config.attack, "hyperparameters": config.hyperparameters,
-                   "attack_settings": config.attack_settings, "seed": config.seed,
+                   "attack_settings": config.attack_settings,
+                   "prior": None if config.prior is None else asdict(config.prior),
+                   "model_factory": config.model_factory, "seed": config.seed,
                    "device": str(device), "ranked_by": "mean_psnr" if scored
                    else "matching_cost", "updates": rows, "clients": clients,
                    "rounds": rounds, "environment": environment()}

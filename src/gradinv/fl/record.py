@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Union
 
 import torch
 from safetensors import SafetensorError
@@ -35,7 +36,7 @@ from ..models import build_model
 from ..types import FedAvgConfig, GradinvError, Observation, ThreatModel, UpdateKind
 
 FORMAT = "gradinv-fl-record"
-VERSION = 1
+VERSION = 2  # 2: the model may be a ModelDescription; records of an architecture stay version 1
 META_FILE = "record.json"
 MANIFEST = "manifest.jsonl"
 PRIVATE_DIR = "private"
@@ -84,6 +85,70 @@ class FileRef:
 
 
 @dataclass(frozen=True)
+class TensorInfo:
+    """One entry of a model's state dict: name, shape, dtype, and whether it is a parameter
+    (part of an update) or a buffer (only broadcast)."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    parameter: bool
+
+
+@dataclass(frozen=True)
+class ModelDescription:
+    """A client model that is not one of gradinv's architectures (the user's own
+    ``nn.Module``), described by its state dict so a record can be read and checked without
+    its code. ``source`` says where it came from (``package.module:name``, provenance only:
+    gradinv never imports code named in a record); to attack it the user names the factory
+    (``--model-factory``), whose model must match ``state``."""
+
+    name: str
+    source: str | None
+    channels: int
+    num_classes: int
+    image_size: int
+    state: tuple[TensorInfo, ...]
+
+    def describe(self) -> ModelDescription:
+        return self
+
+    def build(self) -> nn.Module:
+        """Refused: the record holds no code to build the model from."""
+        hint = f" (it was recorded from {self.source})" if self.source else ""
+        raise GradinvError(f"the record's model is the user's own {self.name}{hint}, which "
+                           "gradinv does not import from a record: name the factory that builds "
+                           "it with --model-factory package.module:factory (Python: model=)")
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        """Every state entry's shape, in state-dict order."""
+        return {t.name: t.shape for t in self.state}
+
+    def parameter_names(self) -> list[str]:
+        return [t.name for t in self.state if t.parameter]
+
+    def to_json(self) -> dict:
+        return {"kind": "description", **asdict(self)}
+
+    @classmethod
+    def from_json(cls, data: dict) -> ModelDescription:
+        values = {k: v for k, v in data.items() if k != "kind"}
+        state = tuple(TensorInfo(t["name"], tuple(int(n) for n in t["shape"]), str(t["dtype"]),
+                                 bool(t["parameter"])) for t in values.pop("state"))
+        return cls(**values, state=state)
+
+
+def describe_module(model: nn.Module, *, name: str, source: str | None, channels: int,
+                    num_classes: int, image_size: int) -> ModelDescription:
+    """``model``'s state dict as a ``ModelDescription``."""
+    parameters = {n for n, _ in model.named_parameters()}
+    state = tuple(TensorInfo(n, tuple(v.shape), str(v.dtype).removeprefix("torch."),
+                             n in parameters) for n, v in model.state_dict().items())
+    return ModelDescription(name=name, source=source, channels=channels,
+                            num_classes=num_classes, image_size=image_size, state=state)
+
+
+@dataclass(frozen=True)
 class ModelSpec:
     """The attacked architecture; its weights come from each round's broadcast. ``width`` is
     ``build_model``'s argument (LeNet's width is fixed and ignores it)."""
@@ -100,6 +165,41 @@ class ModelSpec:
                            image_size=self.image_size, width=self.width,
                            init_scheme=self.init_scheme)
 
+    def describe(self) -> ModelDescription:
+        """The state dict of the architecture (built once to read it)."""
+        return describe_module(self.build(), name=self.name, source=None,
+                               channels=self.channels, num_classes=self.num_classes,
+                               image_size=self.image_size)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+ModelInfo = Union[ModelSpec, ModelDescription]
+
+
+def model_from_json(data: dict) -> ModelInfo:
+    """A version 1 record names a ModelSpec; version 2 may hold a description instead."""
+    if data.get("kind") == "description":
+        return ModelDescription.from_json(data)
+    return ModelSpec(**data)
+
+
+def first_difference(want: dict[str, tuple[int, ...]], got: dict[str, tuple[int, ...]],
+                     given: str) -> str | None:
+    """The first state entry whose name or shape differs between the record's model (``want``)
+    and ``given``'s (e.g. "the given model"), as a sentence; None when all match."""
+    for name, shape in want.items():
+        if name not in got:
+            return f"the record's model has {name} of shape {list(shape)}; {given} has none"
+        if got[name] != shape:
+            return (f"the record's model has {name} of shape {list(shape)}; {given} has "
+                    f"{list(got[name])}")
+    extra = next((n for n in got if n not in want), None)
+    if extra is not None:
+        return f"{given} has {extra} of shape {list(got[extra])}; the record's model has none"
+    return None
+
 
 @dataclass(frozen=True)
 class RecordMeta:
@@ -111,7 +211,7 @@ class RecordMeta:
     withheld fields are absent.
     """
 
-    model: ModelSpec
+    model: ModelInfo
     update: UpdateKind
     threat: ThreatModel
     data_channels: int
@@ -119,7 +219,9 @@ class RecordMeta:
     federation: dict
 
     def to_json(self) -> dict:
-        return {"format": FORMAT, "version": VERSION, **asdict(self), "fields": self.fields()}
+        version = 1 if isinstance(self.model, ModelSpec) else VERSION  # as old readers expect
+        return {"format": FORMAT, "version": version, **asdict(self),
+                "model": self.model.to_json(), "fields": self.fields()}
 
     def fields(self) -> dict:
         """A note, for readers of the files, of which fields this record holds."""
@@ -135,7 +237,7 @@ class RecordMeta:
 
     @classmethod
     def from_json(cls, data: dict) -> RecordMeta:
-        return cls(model=ModelSpec(**data["model"]), update=data["update"],
+        return cls(model=model_from_json(data["model"]), update=data["update"],
                    threat=ThreatModel(**data["threat"]), data_channels=data["data_channels"],
                    private=data["private"], federation=data["federation"])
 
@@ -211,12 +313,12 @@ def read_meta(root: Path) -> RecordMeta:
         raise GradinvError(f"{path} is not valid JSON") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise GradinvError(f"{path} does not describe a {FORMAT}")
-    if data.get("version") != VERSION:
+    if data.get("version") not in range(1, VERSION + 1):
         raise GradinvError(f"{path} has format version {data.get('version')!r}; this gradinv "
-                           f"reads version {VERSION}")
+                           f"reads versions 1 to {VERSION}")
     try:
         return RecordMeta.from_json(data)
-    except (KeyError, TypeError) as err:
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
         raise GradinvError(f"{path} is malformed ({type(err).__name__}: {err})") from None
 
 
@@ -300,7 +402,8 @@ class Record:
         """What the server observed of ``client`` in ``round``, as the threat model allows."""
         entry = self.entry(round, client)
         tensors = entry.update.load(self.path)
-        bn_layers = [n for n, _ in self._model.named_modules() if BN_MEAN_PREFIX + n in tensors]
+        bn_layers = self._in_layer_order([k[len(BN_MEAN_PREFIX):] for k in tensors
+                                          if k.startswith(BN_MEAN_PREFIX)])
         threat = self.meta.threat
         return Observation(
             kind=self.meta.update,
@@ -330,17 +433,26 @@ class Record:
         return RecordObservations(self, chosen)
 
     def build_model(self) -> nn.Module:
-        """The recorded architecture (attacks take the weights from ``observation.broadcast``)."""
+        """The recorded architecture (attacks take the weights from ``observation.broadcast``);
+        a record of the user's own model refuses (see ``ModelDescription.build``)."""
         return self.meta.model.build()
 
     @cached_property
-    def _model(self) -> nn.Module:
-        return self.build_model()
+    def description(self) -> ModelDescription:
+        """The recorded model's state dict: names, shapes, dtypes, parameters or buffers."""
+        return self.meta.model.describe()
 
     def _in_model_order(self, tensors: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """safetensors returns keys sorted by dtype and name; the model's order keeps sums over
         layers (matching costs) identical to the live run's."""
-        return {k: tensors[k] for k in self._model.state_dict() if k in tensors}
+        return {k: tensors[k] for k in self.description.shapes() if k in tensors}
+
+    def _in_layer_order(self, layers: list[str]) -> list[str]:
+        """Layer names in the order their state first appears in the model."""
+        first: dict[str, int] = {}
+        for i, name in enumerate(self.description.shapes()):
+            first.setdefault(name.rpartition(".")[0], i)
+        return sorted(layers, key=lambda layer: (first.get(layer, len(first)), layer))
 
 
 class RecordObservations(Sequence[Observation]):

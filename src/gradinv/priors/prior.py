@@ -6,12 +6,10 @@ DigiFace-1M face DCGAN of the optional ``gan-face-generate`` package, a file wri
 """
 from __future__ import annotations
 
-import importlib
 import importlib.resources
-import inspect
 import math
 import numbers
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +21,7 @@ from ..checks import MAX_SIZE, check_int, one_line
 from ..data import adapt_channels
 from ..files import load_torch_file, load_weights, save_torch_file
 from ..types import GradinvError
+from ..user_code import build_module
 from .dcgan import DCGANGenerator
 
 SHIPPED = {"fashion-mnist": "prior_fashion_mnist_dcgan32.pt"}
@@ -134,7 +133,7 @@ def load_user_prior(factory: str, weights: str | Path | None, *, latent_dim: int
     The generator is run once on a small latent batch, so a wrong factory, latent size or
     output fails here with one line instead of deep inside an attack.
     """
-    gen = _build_user_generator(factory)
+    gen = build_module(factory, "generator")
     if weights is not None:
         state = load_torch_file(weights, "generator weights")
         if isinstance(state, Mapping) and isinstance(state.get("state_dict"), Mapping):
@@ -143,41 +142,6 @@ def load_user_prior(factory: str, weights: str | Path | None, *, latent_dim: int
     prior = Prior(gen, _latent_size(factory, gen, latent_dim), output_range, factory)
     _probe(prior)
     return prior
-
-
-def _build_user_generator(factory: str) -> nn.Module:
-    module_name, _, attr = factory.partition(":")
-    fail = f"cannot build generator from {factory!r}"
-    if not module_name or not attr:
-        raise GradinvError(f"{fail}: give it as package.module:factory")
-    try:
-        make = getattr(importlib.import_module(module_name), attr, None)
-    except Exception as err:  # noqa: BLE001  (importing user code can raise anything)
-        raise GradinvError(f"{fail}: importing {module_name} failed ({one_line(err)})") from None
-    if not callable(make):
-        raise GradinvError(f"{fail}: {module_name} has no callable {attr!r}")
-    needed = _required_arguments(make)
-    if needed:
-        raise GradinvError(f"{fail}: the factory needs arguments ({', '.join(needed)}); give one "
-                           "that takes none")
-    try:
-        gen = make()
-    except Exception as err:  # noqa: BLE001  (user code can raise anything)
-        raise GradinvError(f"{fail}: the factory raised {one_line(err)}") from None
-    if not isinstance(gen, nn.Module):
-        raise GradinvError(f"{fail}: the factory returned a {type(gen).__name__}, not a "
-                           "torch.nn.Module")
-    return gen
-
-
-def _required_arguments(make: Callable) -> list[str]:
-    """Parameters ``make`` cannot be called without (none known for builtins)."""
-    try:
-        parameters = inspect.signature(make).parameters.values()
-    except (TypeError, ValueError):
-        return []
-    variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
-    return [p.name for p in parameters if p.default is p.empty and p.kind not in variadic]
 
 
 def _latent_size(factory: str, gen: nn.Module, latent_dim: int | None) -> int:

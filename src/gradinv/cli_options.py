@@ -1,0 +1,101 @@
+"""Command-line options shared by ``gradinv attack`` and ``gradinv audit``: the attacks'
+settings (shared hyper-parameters, ``--set NAME.key=value``, the generator prior) and the
+user's own client model (``--model-factory``), parsed into config values one way for both."""
+from __future__ import annotations
+
+import argparse
+from collections.abc import Sequence
+
+from .attacks.gi import INITS
+from .audit import PriorSpec
+from .settings import parse_assignment
+from .types import GradinvError
+
+HYPERPARAMETERS = ("iterations", "restarts", "lr", "tv", "cost", "top_k", "latent_iterations",
+                   "init")
+
+
+def add_attack_settings_arguments(p: argparse.ArgumentParser) -> None:
+    """--set, the hyper-parameters every chosen attack that takes them gets, and the prior."""
+    p.add_argument("--set", action="append", metavar="NAME.KEY=VALUE", dest="assignments",
+                   help="one setting of one chosen attack or defense, e.g. --set gias.lr=1e-4 "
+                   "--set gi.tv=1e-3 --set prune.rate=0.5 (value: true/false, int, float or "
+                   "text; repeatable; wins over the shared options below)")
+    p.add_argument("--iterations", type=int, help="every chosen attack's budget (shared)")
+    p.add_argument("--restarts", type=int, help="every chosen attack's restarts (shared)")
+    p.add_argument("--lr", type=float, help="attack learning rate. This and the options below "
+                   "go to every chosen attack that takes them, and are refused when several "
+                   "do with different defaults (gi's lr is 0.1 for pixels, gias's 1e-4 for "
+                   "generator weights): use --set ATTACK.KEY=VALUE then")
+    p.add_argument("--tv", type=float, help="total-variation weight")
+    p.add_argument("--cost", choices=["cosine", "l2"])
+    p.add_argument("--top-k", type=int, help="match only the k layers with the largest update")
+    p.add_argument("--latent-iterations", type=int, help="GIAS: iterations of the latent stage")
+    p.add_argument("--bn-prior", type=float, metavar="WEIGHT",
+                   help="weight of the BatchNorm-statistics prior (Yin et al. 2021); used only "
+                   "when the client leaks them (--bn-stats); default 0.01")
+    p.add_argument("--init", choices=sorted(INITS),
+                   help="GI: start images (grey: 0.5 + 0.25 N(0,1); noise: the official N(0,1))")
+    p.add_argument("--prior", help="gi-z / gias generator: fashion-mnist (shipped), faces, a "
+                   "file from 'gradinv prior train', or package.module:factory")
+    p.add_argument("--prior-weights", help="weights file for a package.module:factory generator")
+    p.add_argument("--latent-dim", type=int, help="latent size of a user generator")
+    p.add_argument("--output-range", type=float, nargs=2, metavar=("LOW", "HIGH"),
+                   help="value range of a user generator's output (default -1 1)")
+
+
+def add_model_factory_argument(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model-factory", metavar="PACKAGE.MODULE:FACTORY",
+                   help="for a record of your own client model (recorded by "
+                   "gradinv.flower.RecordingStrategy from an nn.Module): the callable that "
+                   "builds it; gradinv never imports code named in a record")
+
+
+def merge_attack_options(values: dict, args: argparse.Namespace) -> None:
+    """The attack options given, over a config's ``values`` (from --config, or {})."""
+    values["hyperparameters"] = {**values.get("hyperparameters", {}), **_hyperparameters(args)}
+    prior = _prior_from_args(args)
+    if prior is not None:
+        values["prior"] = vars(prior)
+    _apply_assignments(values, args.assignments or ())
+
+
+def _hyperparameters(args: argparse.Namespace) -> dict:
+    hyper = {k: getattr(args, k) for k in HYPERPARAMETERS if getattr(args, k) is not None}
+    if args.bn_prior is not None:  # the attacks' name; --bn-stats is the threat-model switch
+        hyper["bn_stats"] = args.bn_prior
+    return hyper
+
+
+def _prior_from_args(args: argparse.Namespace) -> PriorSpec | None:
+    """The prior options; those that only describe a user's generator are refused otherwise
+    (they would be recorded as if used)."""
+    if args.prior is None or ":" not in args.prior:
+        given = [flag for flag, value in (("--prior-weights", args.prior_weights),
+                                          ("--latent-dim", args.latent_dim),
+                                          ("--output-range", args.output_range))
+                 if value is not None]
+        if given:
+            raise GradinvError(f"{given[0]} only applies to --prior package.module:factory")
+    if args.prior is None:
+        return None
+    return PriorSpec(args.prior, args.prior_weights, args.latent_dim,
+                     tuple(args.output_range or (-1.0, 1.0)))
+
+
+def _apply_assignments(values: dict, assignments: Sequence[str]) -> None:
+    """Each --set NAME.key=value into ``values``: a chosen defense's settings when NAME is one
+    (applied once; refused when it is applied several times), else the attack's settings."""
+    per_attack = {k: dict(v) for k, v in values.get("attack_settings", {}).items()}
+    chosen = [dict(d) for d in values.get("defenses", [])]
+    for text in assignments:
+        name, key, value = parse_assignment(text)
+        matches = [d for d in chosen if d["name"] == name]
+        if len(matches) > 1:
+            raise GradinvError(f"--set {text!r} is ambiguous: defense {name!r} is applied "
+                               f"{len(matches)} times; give its settings in --defense instead")
+        if matches:
+            matches[0]["settings"] = {**matches[0].get("settings", {}), key: value}
+        else:
+            per_attack.setdefault(name, {})[key] = value
+    values["attack_settings"], values["defenses"] = per_attack, chosen
