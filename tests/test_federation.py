@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from gradinv import attacks
+from gradinv.cli import main
 from gradinv.data.partition import partition
 from gradinv.fl import FederationConfig, open_record, simulate
-from gradinv.types import GradinvError
+from gradinv.types import DefenseSpec, GradinvError, ThreatModel
 
 LABELS = torch.arange(10).repeat_interleave(50)  # 500 examples, 10 balanced classes
 
@@ -124,3 +125,44 @@ def test_update_attacked_against_another_rounds_weights_matches_worse(tmp_path):
                                  progress=False).matching_cost
             for name, obs in (("own", observation), ("stale", stale))}
     assert cost["own"] < 0.1 * cost["stale"], cost
+
+
+def test_clients_apply_the_federations_defenses_seeded(tmp_path):
+    quiet = {"progress": False, "log": lambda _: None}
+    sent = []
+    config = _config(rounds=2, defenses=("noise:sigma=0.01", "prune:rate=0.9"),
+                     threat=ThreatModel(model_mode="train", defense_known=True))
+    defended = simulate(config, tmp_path / "pruned", **quiet,
+                        on_update=lambda observation, batch: sent.append(observation))
+    plain = simulate(_config(rounds=2), tmp_path / "plain", **quiet)
+    for observation in sent:  # what clients send keeps the prune defense's promise
+        assert observation.defenses == (DefenseSpec("noise", {"sigma": 0.01}),  # no seed
+                                        DefenseSpec("prune", {"rate": 0.9, "scope": "tensor"}))
+        for tensor in observation.tensors.values():
+            assert int((tensor == 0).sum()) >= round(0.9 * tensor.numel())
+    assert not torch.equal(defended.global_state(1)["features.0.weight"],
+                           plain.global_state(1)["features.0.weight"])
+    assert defended.meta.federation["defenses"] == [
+        {"name": "noise", "settings": {"sigma": 0.01, "seed": 0}},
+        {"name": "prune", "settings": {"rate": 0.9, "scope": "tensor"}}]
+    again = simulate(config, tmp_path / "again", **quiet)  # the same noise, drawn again
+    assert again.test_accuracy() == defended.test_accuracy()
+    assert torch.equal(again.global_state(2)["features.0.weight"],
+                       defended.global_state(2)["features.0.weight"])
+    assert simulate(config, tmp_path / "pruned", **quiet).rounds() == [0, 1]  # reopens
+
+
+def test_defenses_that_cannot_run_are_refused_before_any_round(tmp_path, capsys):
+    with pytest.raises(GradinvError, match="dpsgd needs per-example gradients"):
+        _config(defenses=("dpsgd",))  # train-mode BatchNorm
+    _config(defenses=("dpsgd",), threat=ThreatModel(model_mode="eval"))
+    with pytest.raises(GradinvError, match="defense-known"):
+        _config(threat=ThreatModel(defense_known=True))
+    args = ["fl", "simulate", "--record", str(tmp_path / "rec"), "--model", "convnet",
+            "--image-size", "16", "--clients", "4", "--rounds", "1", "--quiet"]
+    assert main([*args, "--defense", "dpsgd:noise_multiplier=1.0"]) == 2
+    err = capsys.readouterr().err
+    assert "dpsgd needs per-example gradients" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "rec").exists()
+    assert main([*args, "--defense", "prune:rate=0.5", "--test-images", "20"]) == 0
+    assert open_record(tmp_path / "rec").meta.federation["defenses"][0]["name"] == "prune"

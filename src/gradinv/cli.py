@@ -65,13 +65,7 @@ def _add_attack_arguments(p: argparse.ArgumentParser) -> None:
                    f"{d.channels})")
     _add_update_arguments(p, update=None)
     _add_threat_arguments(p, mode=None)
-    p.add_argument("--defense", action="append", metavar="SPEC",
-                   help="a defense the client applies before sending (see 'gradinv list'), as "
-                   "NAME or NAME:key=value,...; repeat to apply several in order, e.g. "
-                   "--defense prune:rate=0.9 --defense noise:sigma=0.01")
-    p.add_argument("--defense-known", action="store_true",
-                   help="the server knows the client's defenses (not its random draws): the "
-                   "attacks replay them")
+    _add_defense_arguments(p)
     p.add_argument("--record", help="attack an update of this federation record (from "
                    "'gradinv fl simulate' or gradinv.flower) instead: model, weights and threat "
                    "model come from it")
@@ -112,6 +106,22 @@ def _add_threat_arguments(p: argparse.ArgumentParser, *, mode: str | None) -> No
                    help=f"the model's mode (default {mode or ThreatModel().model_mode})")
 
 
+def _add_defense_arguments(p: argparse.ArgumentParser) -> None:
+    """--defense and --defense-known, the same for one attacked update and a federation."""
+    p.add_argument("--defense", action="append", metavar="SPEC",
+                   help="a defense the client applies before sending (see 'gradinv list'), as "
+                   "NAME or NAME:key=value,...; repeat to apply several in order, e.g. "
+                   "--defense prune:rate=0.9 --defense noise:sigma=0.01")
+    p.add_argument("--defense-known", action="store_true",
+                   help="the server knows the client's defenses (not its random draws): the "
+                   "attacks replay them")
+
+
+def _defenses_from_args(args: argparse.Namespace) -> list[dict]:
+    """Each --defense SPEC as the {name, settings} a config holds."""
+    return [vars(defenses.parse_spec(d)) for d in args.defense or ()]
+
+
 def _given(args: argparse.Namespace, names: Sequence[str]) -> dict:
     """The options among ``names`` that were given (unset ones are None)."""
     return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
@@ -141,7 +151,8 @@ def _threat_given(args: argparse.Namespace) -> dict:
 
 
 def _threat_from_args(args: argparse.Namespace) -> ThreatModel:
-    return ThreatModel(**_threat_given(args))
+    """A federation's threat model: the switches given, and --defense-known."""
+    return ThreatModel(**_threat_given(args), defense_known=args.defense_known)
 
 
 def config_from_args(args: argparse.Namespace) -> AuditConfig:
@@ -167,7 +178,7 @@ def config_from_args(args: argparse.Namespace) -> AuditConfig:
     values["threat"] = {**values.get("threat", {}), **_threat_given(args),
                         **({"defense_known": True} if args.defense_known else {})}
     if args.defense:
-        values["defenses"] = [vars(defenses.parse_spec(d)) for d in args.defense]
+        values["defenses"] = _defenses_from_args(args)
     merge_attack_options(values, args)
     return config_from_dict(AuditConfig, values)  # type: ignore[return-value]
 
@@ -256,8 +267,8 @@ def cmd_fl_simulate(args: argparse.Namespace) -> None:
         classes_per_client=args.classes_per_client, clients_per_round=args.clients_per_round,
         rounds=args.rounds, update=args.update, batch_size=args.batch_size,
         fedavg=_fedavg_from_args(args), server_lr=args.server_lr,
-        threat=_threat_from_args(args), test_images=args.test_images,
-        store_private=args.store_private, seed=args.seed)
+        threat=_threat_from_args(args), defenses=tuple(_defenses_from_args(args)),
+        test_images=args.test_images, store_private=args.store_private, seed=args.seed)
     record = simulate(config, args.record, progress=not args.quiet)
     print(f"record: {record.path} ({len(record.rounds())} rounds, "
           f"{len(record.entries())} observed updates)")
@@ -305,6 +316,7 @@ def _add_fl_parser(sub) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     _add_update_arguments(p, update=d.update)
     _add_threat_arguments(p, mode=d.threat.model_mode)
+    _add_defense_arguments(p)
     p.set_defaults(run=cmd_fl_simulate)
 
 

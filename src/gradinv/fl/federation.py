@@ -3,7 +3,10 @@ trains the global model round by round from their FedSGD gradients or FedAvg del
 
 Updates are produced as in a deployment (from the global model of *that* round, on data the
 client holds), so leakage can be audited at any point of training, not only at initialisation.
-Everything is seeded: the same config gives a bit-identical record.
+Clients may apply defenses before sending (``FederationConfig.defenses``), so the utility a
+defense costs can be measured as the accuracy a federation trained with it reaches. Everything
+is seeded: the same config gives a bit-identical record (random defenses draw from their own
+``seed`` setting, per round and client).
 """
 from __future__ import annotations
 
@@ -18,12 +21,14 @@ from torch import nn
 from ..checks import MAX_RATE, MAX_SIZE, check_bool, check_choice, check_float, check_int
 from ..data import DATASETS, check_has_splits, load_dataset, to_model_input
 from ..data.partition import PARTITIONS, partition
+from ..defenses.base import ClientContext
+from ..defenses.pipeline import DefensePipeline
 from ..files import check_writable
 from ..models import (DEFAULT_WIDTH, INIT_SCHEMES, available_models, build_model, check_width,
                       default_init_scheme)
 from ..progress import Progress
-from ..types import (ClientUpdate, FedAvgConfig, GradinvError, Observation, PrivateBatch,
-                     ThreatModel, UpdateKind, resolve_fedavg)
+from ..types import (ClientUpdate, DefenseSpec, FedAvgConfig, GradinvError, Observation,
+                     PrivateBatch, ThreatModel, UpdateKind, resolve_fedavg)
 from .client import compute_update, observe
 from .functional import FunctionalModel
 from .record import ModelSpec, Record, RecordMeta, open_record
@@ -46,6 +51,10 @@ class FederationConfig:
 
     Clients compute in train mode by default, as in deployments: BatchNorm then normalises with
     batch statistics (the running statistics are never averaged, see ``aggregate``).
+
+    ``defenses``: what every client applies to its update before sending, in order (specs,
+    ``"name:key=value,..."`` strings or ``(name, settings)`` pairs; stored as specs with every
+    setting as it runs).
     """
 
     model: str = "convnet"
@@ -66,6 +75,7 @@ class FederationConfig:
     fedavg: FedAvgConfig | None = None
     server_lr: float | None = None
     threat: ThreatModel = field(default_factory=lambda: ThreatModel(model_mode="train"))
+    defenses: tuple[DefenseSpec, ...] = ()
     test_images: int | None = None
     store_private: bool = True
     seed: int = 0
@@ -92,6 +102,7 @@ class FederationConfig:
         if not isinstance(self.threat, ThreatModel):
             raise GradinvError(f"threat must be a ThreatModel, not {type(self.threat).__name__}")
         object.__setattr__(self, "fedavg", resolve_fedavg(self.update, self.fedavg, self.threat))
+        self._check_defenses()
         check_choice("partition", self.partition, PARTITIONS)
         self._only_where("alpha", ALPHA, self.partition == "dirichlet", "--partition dirichlet")
         self._only_where("classes_per_client", CLASSES_PER_CLIENT, self.partition == "classes",
@@ -102,6 +113,23 @@ class FederationConfig:
         check_int("classes_per_client", self.classes_per_client, low=1, optional=True)
         check_float("server_lr", self.server_lr, low=0, low_open=True, high=MAX_RATE,
                     optional=True)
+
+    def _check_defenses(self) -> None:
+        """Normalise the defenses, and refuse before any round runs what would fail in the
+        first one: a defense that changes the local computation (DP-SGD) checks the client's
+        model when it builds its gradient, so it is built once here on the victim."""
+        pipeline = DefensePipeline.from_specs(self.defenses)
+        object.__setattr__(self, "defenses", pipeline.specs)
+        if self.threat.defense_known and not self.defenses:
+            raise GradinvError("--defense-known says the server knows the client's defenses, "
+                               "but there are none; add --defense or drop --defense-known")
+        if pipeline.local is not None:
+            model = build_model(self.model, channels=self.channels, num_classes=2,
+                                image_size=self.image_size, width=self.width,
+                                init_scheme=self.init_scheme)
+            empty = torch.empty(0)
+            pipeline.client_gradient(ClientContext(
+                FunctionalModel(model, self.threat.model_mode), empty, empty))  # type: ignore[arg-type]
 
     def _only_where(self, name: str, default: object, applies: bool, where: str) -> None:
         """A setting that only ``applies`` to some federations (``where``) defaults to
@@ -130,6 +158,7 @@ class Federation:
         self.model = build_model(c.model, channels=c.channels, num_classes=train.num_classes,
                                  image_size=c.image_size, width=c.width, seed=c.seed,
                                  init_scheme=c.init_scheme)
+        self.defenses = DefensePipeline.from_specs(c.defenses)
 
     def record_meta(self) -> RecordMeta:
         """What this federation's record says about it (see ``record.RecordMeta``)."""
@@ -158,7 +187,8 @@ class Federation:
         for client in np.sort(rng.choice(c.num_clients, c.clients_per_round, replace=False)):
             batch = self.client_batch(int(client), rng)
             update = compute_update(self.model, batch, kind=c.update, fedavg=c.fedavg,
-                                    mode=c.threat.model_mode, round=round, client_id=int(client))
+                                    mode=c.threat.model_mode, round=round, client_id=int(client),
+                                    defenses=self.defenses)
             if on_update is not None:
                 on_update(observe(update, c.threat), batch)
             updates.append(update)
