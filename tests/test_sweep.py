@@ -25,6 +25,17 @@ none = {}
 prune = { rate = [0.5] }
 """
 
+# A short federation per defense level: 1 round of 2 of 3 clients, scored on 20 test images.
+UTILITY = """
+[utility]
+model = "lenet"
+rounds = 1
+num_clients = 3
+clients_per_round = 2
+batch_size = 2
+test_images = 20
+"""
+
 
 def _lines(folder):
     return [json.loads(t) for t in (folder / "results.jsonl").read_text().splitlines()]
@@ -76,12 +87,15 @@ def test_sweep_records_failures_resumes_and_retries(tmp_path, monkeypatch, capsy
 
 
 def test_worker_processes_give_the_same_metrics(tmp_path):
-    (tmp_path / "s.toml").write_text(SWEEP.replace('"gi", "dlg"', '"gi"'))
+    (tmp_path / "s.toml").write_text(SWEEP.replace('"gi", "dlg"', '"gi"') + UTILITY)
     local = run_sweep(tmp_path / "s.toml", tmp_path / "one", progress=False)
     spawned = run_sweep(tmp_path / "s.toml", tmp_path / "two", workers=2, progress=False)
     by_id = {x["id"]: x["metrics"] for x in spawned}
-    assert len(local) == 2 and set(by_id) == {x["id"] for x in local}
+    assert len(local) == 4 and set(by_id) == {x["id"] for x in local}
     for x in local:
+        if x["kind"] == "utility":
+            assert x["metrics"] == by_id[x["id"]]
+            continue
         ours, theirs = x["metrics"]["gi"], by_id[x["id"]]["gi"]
         assert ours["psnr"] == theirs["psnr"] and ours["mean_ssim"] == theirs["mean_ssim"]
 
@@ -99,7 +113,7 @@ def test_ray_gives_the_same_metrics_and_leaves_nothing_running(tmp_path, monkeyp
 
     before = ray_processes()  # another test's Ray (Flower's simulation) is not ours
     (tmp_path / "s.toml").write_text(SWEEP.replace("seed = [0]", "seed = [0, 1]").replace(
-        '"gi", "dlg"', '"gi"'))
+        '"gi", "dlg"', '"gi"') + UTILITY)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as in each Ray task (one CPU each), so the sums agree bit for bit
     try:
@@ -108,9 +122,12 @@ def test_ray_gives_the_same_metrics_and_leaves_nothing_running(tmp_path, monkeyp
         torch.set_num_threads(threads)
     remote = run_sweep(tmp_path / "s.toml", tmp_path / "ray", workers=2, progress=False,
                        backend=ray_backend)
-    assert len(local) == 4 and all(x["status"] == "ok" for x in remote)
+    assert len(local) == 6 and all(x["status"] == "ok" for x in remote)
     by_id = {x["id"]: x["metrics"] for x in remote}
     for x in local:
+        if x["kind"] == "utility":  # the short federations run as Ray tasks too
+            assert x["metrics"] == by_id[x["id"]]
+            continue
         assert x["metrics"]["gi"]["psnr"] == by_id[x["id"]]["gi"]["psnr"]
         assert x["metrics"]["gi"]["ssim"] == by_id[x["id"]]["gi"]["ssim"]
     deadline = time.monotonic() + 30  # ray.shutdown() signals its processes; they exit soon

@@ -17,12 +17,26 @@ a ``[grid]``::
     prune = { rate = [0.5, 0.9] }
     noise = { sigma = [1e-4, 1e-2] }
 
+    [utility]                   # optional: what each defense level costs in accuracy
+    rounds = 5
+    num_clients = 10
+    model = "convnet"
+
 The grid's ``seed`` seeds the attack, and the victim too unless ``[base]`` fixes
-``model_seed``. Every run appends one JSON line to ``SWEEP_DIR/results.jsonl`` (its id, status, metrics or
-error, run folder) and writes its run folder under ``SWEEP_DIR/runs``. Only the parent process
-writes results.jsonl, so workers never interleave lines. A run whose id already has a line is
-skipped, so an interrupted sweep resumes where it stopped; failed runs are retried only when
-asked.
+``model_seed``. Every run appends one JSON line to ``SWEEP_DIR/results.jsonl`` (its id, kind
+``"attack"``, point, status, metrics or error, run folder) and writes its run folder under
+``SWEEP_DIR/runs``.
+
+``[utility]`` holds the settings of a short federation (``gradinv.fl.FederationConfig``'s keys;
+``dataset``, ``data_dir``, ``image_size`` and ``channels`` default to ``[base]``'s). With it,
+the sweep also trains one such federation per defense level of the grid (``none`` included),
+its clients applying that defense (after ``[base]``'s defenses); each is one line of kind
+``"utility"`` (id ``utility__<level>``, e.g. ``utility__prune-rate=0.9``) whose metrics hold
+the final test ``accuracy``, the ``accuracy_history`` per round and the ``rounds``.
+
+Only the parent process writes results.jsonl, so workers never interleave lines. A unit whose
+id already has a line is skipped, so an interrupted sweep resumes where it stopped; failed
+units are retried only when asked.
 """
 from __future__ import annotations
 
@@ -41,18 +55,34 @@ from .report.run_folder import json_safe
 from .settings import read_toml
 
 GRID_KEYS = ("attack", "defense", "batch_size", "seed")
+# The [utility] keys that default to [base]'s value (both configs have them).
+SHARED_KEYS = ("dataset", "data_dir", "image_size", "channels")
 RESULTS = "results.jsonl"
 
 
 @dataclass(frozen=True)
 class SweepRun:
-    """One point of the grid: a stable id (the resume key), its coordinates (attack, defense,
+    """One unit of work: a stable id (the resume key), its coordinates (attack, defense,
     strength setting and value, batch size, seed; what ``gradinv report`` groups by) and its
-    run configuration."""
+    configuration: an audit run's (kind ``attack``) or a short federation's (``utility``)."""
 
     id: str
     point: dict
     config: dict
+    kind: str = "attack"
+
+    def line(self) -> dict:
+        """What its results.jsonl line starts with."""
+        return {"id": self.id, "kind": self.kind, "point": self.point, "config": self.config}
+
+    def failed(self, err: BaseException) -> dict:
+        """Its line when it failed with ``err``."""
+        return {**self.line(), "status": "failed", "error": one_line(err)}
+
+
+def expand(sweep: dict) -> list[SweepRun]:
+    """Every unit of the sweep: the grid's audit runs, then the utility federations."""
+    return expand_grid(sweep) + expand_utility(sweep)
 
 
 def expand_grid(sweep: dict) -> list[SweepRun]:
@@ -60,11 +90,11 @@ def expand_grid(sweep: dict) -> list[SweepRun]:
     anything runs, so a typo fails the sweep at once instead of every run."""
     from .audit import AuditConfig
     from .settings import config_from_dict
-    unknown = sorted(set(sweep) - {"base", "grid"}) or sorted(
+    unknown = sorted(set(sweep) - {"base", "grid", "utility"}) or sorted(
         set(sweep.get("grid", {})) - set(GRID_KEYS))
     if unknown:
-        raise GradinvError(f"unknown sweep key {unknown[0]!r}; a sweep has [base] and [grid] "
-                           f"with {', '.join(GRID_KEYS)}")
+        raise GradinvError(f"unknown sweep key {unknown[0]!r}; a sweep has [base], [grid] "
+                           f"with {', '.join(GRID_KEYS)}, and optionally [utility]")
     base, grid = sweep.get("base", {}), sweep.get("grid", {})
     axes = [_axis(grid, key, base) for key in ("attack", "batch_size", "seed")]
     runs = []
@@ -76,6 +106,29 @@ def expand_grid(sweep: dict) -> list[SweepRun]:
             point = {"attack": attack, **_strength(defenses), "batch_size": batch_size,
                      "seed": seed}
             runs.append(SweepRun(f"{attack}__{label}__B{batch_size}__seed{seed}", point, config))
+    return runs
+
+
+def expand_utility(sweep: dict) -> list[SweepRun]:
+    """One short federation per defense level of the grid when the sweep has ``[utility]``,
+    each checked as a ``FederationConfig`` before anything runs."""
+    from .fl.federation import FederationConfig
+    from .settings import config_from_dict
+    if "utility" not in sweep:
+        return []
+    base, table = sweep.get("base", {}), sweep["utility"]
+    if not isinstance(table, dict) or "defenses" in table:
+        raise GradinvError("[utility] is a table of federation settings; its defenses come "
+                           "from [grid.defense] (and [base])")
+    shared = {k: base[k] for k in SHARED_KEYS if k in base}
+    runs = []
+    for label, defenses in _defense_axis(sweep.get("grid", {}).get("defense", {"none": {}})):
+        config = {**shared, **table, "defenses": [*base.get("defenses", []), *defenses]}
+        try:
+            config_from_dict(FederationConfig, config)
+        except GradinvError as err:
+            raise GradinvError(f"[utility] with defense {label}: {err}") from None
+        runs.append(SweepRun(f"utility__{label}", _strength(defenses), config, "utility"))
     return runs
 
 
@@ -118,19 +171,34 @@ def _defense_axis(table: dict) -> Iterator[tuple[str, list[dict]]]:
 
 
 def run_one(run: SweepRun, runs_dir: str) -> dict:
-    """One run of the sweep as a results.jsonl line; any error is recorded, not raised, so
+    """One unit of the sweep as a results.jsonl line; any error is recorded, not raised, so
     that one crashing run does not stop the others."""
+    try:
+        result = (_run_utility if run.kind == "utility" else _run_attack)(run, runs_dir)
+    except Exception as err:  # noqa: BLE001 - recorded as the run's failure
+        return run.failed(err)
+    return {**run.line(), "status": "ok", **result}
+
+
+def _run_attack(run: SweepRun, runs_dir: str) -> dict:
     from .audit import AuditConfig, run_audit
     from .settings import config_from_dict
-    line: dict = {"id": run.id, "point": run.point, "config": run.config}
-    try:
-        config = config_from_dict(AuditConfig, run.config)
-        result = run_audit(config, out=runs_dir, progress=False)  # type: ignore[arg-type]
-    except Exception as err:  # noqa: BLE001 - recorded as the run's failure
-        return {**line, "status": "failed", "error": one_line(err)}
+    config = config_from_dict(AuditConfig, run.config)
+    result = run_audit(config, out=runs_dir, progress=False)  # type: ignore[arg-type]
     metrics = {name: {**o.scores.to_dict(), "seconds": o.seconds}
                for name, o in result.outcomes.items() if o.scores is not None}
-    return {**line, "status": "ok", "metrics": metrics, "folder": str(result.folder)}
+    return {"metrics": metrics, "folder": str(result.folder)}
+
+
+def _run_utility(run: SweepRun, runs_dir: str) -> dict:
+    """The short federation's test accuracy after each round; nothing is written (the
+    accuracies are all the report needs)."""
+    from .fl.federation import Federation, FederationConfig
+    from .settings import config_from_dict
+    config = config_from_dict(FederationConfig, run.config)
+    history = list(Federation(config).run(progress=False, log=lambda _: None).values())  # type: ignore[arg-type]
+    return {"metrics": {"accuracy": history[-1], "accuracy_history": history,
+                        "rounds": len(history)}}
 
 
 def finished(sweep_dir: Path, *, retry_failed: bool) -> set[str]:
@@ -166,9 +234,7 @@ def local_backend(runs: list[SweepRun], runs_dir: str, workers: int) -> Iterator
             try:
                 yield future.result()
             except Exception as err:  # noqa: BLE001 - a worker died (e.g. out of memory)
-                run = futures[future]
-                yield {"id": run.id, "point": run.point, "config": run.config,
-                       "status": "failed", "error": one_line(err)}
+                yield futures[future].failed(err)
 
 
 def ray_backend(runs: list[SweepRun], runs_dir: str, workers: int, *,
@@ -193,8 +259,7 @@ def ray_backend(runs: list[SweepRun], runs_dir: str, workers: int, *,
             try:
                 yield ray.get(ref)
             except ray.exceptions.RayError as err:  # the task's process died
-                yield {"id": run.id, "point": run.point, "config": run.config,
-                       "status": "failed", "error": one_line(err)}
+                yield run.failed(err)
     finally:
         if started:
             ray.shutdown()
@@ -206,9 +271,9 @@ Backend = Callable[[list[SweepRun], str, int], Iterator[dict]]
 def run_sweep(sweep_file: str | Path, sweep_dir: str | Path, *, workers: int = 1,
               retry_failed: bool = False, progress: bool = True,
               backend: Backend = local_backend) -> list[dict]:
-    """Run every unfinished point of the sweep and return the lines written this time."""
+    """Run every unfinished unit of the sweep and return the lines written this time."""
     check_int("workers", workers, low=1, high=1024)
-    runs = expand_grid(read_toml(sweep_file))
+    runs = expand(read_toml(sweep_file))
     sweep_dir = Path(sweep_dir)
     (sweep_dir / "runs").mkdir(parents=True, exist_ok=True)
     done = finished(sweep_dir, retry_failed=retry_failed)

@@ -1,4 +1,5 @@
-"""Self-describing result folders: config, metrics.json, image grid, loss curve, report.html."""
+"""Self-describing result folders: config, metrics.json, image grid, the images themselves, loss
+curve, report.html."""
 from __future__ import annotations
 
 import html
@@ -11,9 +12,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file, save_file
 
 from .plots import line_chart
 from .png import CURVE_COLOURS, image_grid, write_png
+
+IMAGES = "images.safetensors"
 
 
 @dataclass
@@ -70,6 +74,8 @@ def write_run(folder: Path, *, config: dict, metrics: dict, rows: list[Row], tit
     write_json(folder / "config.json", {**config, "environment": environment()})
     write_json(folder / "metrics.json", metrics)
     write_png(folder / "grid.png", image_grid([r.images for r in rows], scale=3))
+    save_file({r.label: r.images.detach().float().cpu().contiguous() for r in rows},
+              folder / IMAGES)
     curves = {r.label: r.loss_history for r in rows if r.loss_history}
     line_chart(folder / "loss.png", {k: (range(1, len(v) + 1), v) for k, v in curves.items()},
                xlabel="iteration", ylabel="matching cost (best restart)", log=True,
@@ -77,6 +83,13 @@ def write_run(folder: Path, *, config: dict, metrics: dict, rows: list[Row], tit
     report = folder / "report.html"
     report.write_text(_html(title, config, rows, curves))
     return report
+
+
+def read_images(folder: Path) -> dict[str, torch.Tensor] | None:
+    """A run folder's images per row label (ground truth, then each attack, matched to it as in
+    grid.png), for reports that lay out several runs; None for a folder without them."""
+    path = Path(folder) / IMAGES
+    return load_file(path) if path.exists() else None
 
 
 def _html(title: str, config: dict, rows: list[Row], curves: dict[str, list[float]]) -> str:
@@ -100,5 +113,6 @@ img{{image-rendering:pixelated;border:1px solid #ccc}}</style></head><body>
 <h2>Matching cost per iteration (log scale, best restart)</h2>
 <img src="loss.png" alt="loss curve"><ul>{ranges}</ul>
 <h2>Configuration</h2><pre>{esc(json.dumps(config, indent=2, default=str))}</pre>
-<p>Files: config.json, metrics.json, grid.png, loss.png.</p></body></html>
+<p>Files: config.json, metrics.json, grid.png, images.safetensors (the images of each row),
+loss.png.</p></body></html>
 """

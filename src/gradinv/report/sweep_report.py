@@ -1,10 +1,13 @@
-"""``gradinv report SWEEP_DIR``: how much each defense buys against each attack.
+"""``gradinv report SWEEP_DIR``: how much each defense buys against each attack, and at what cost.
 
 Reads a sweep's results.jsonl and writes ``SWEEP_DIR/report/``: summary.json (mean and spread
-over seeds of PSNR and SSIM per attack, batch size, defense and strength), one plot per defense
-and metric (metric vs strength, one line per attack and batch size, error bars = std over
-seeds, the undefended level as a dashed line; matplotlib when installed, the ``plots`` extra,
-else gradinv's own PNG plot without axes) and index.html showing them together.
+over seeds of PSNR and SSIM per attack, batch size, defense and strength, with the accuracy of
+the short federation trained with that defense when the sweep has ``[utility]``), one plot per
+defense and metric (metric vs strength, one line per attack and batch size, error bars = std
+over seeds, the undefended level as a dashed line; matplotlib when installed, the ``plots``
+extra, else gradinv's own PNG plot without axes), a privacy-utility plot per metric (needs
+matplotlib; see ``privacy_utility``), a grid of example reconstructions per batch size (see
+``defense_grid``) and index.html showing them together.
 """
 from __future__ import annotations
 
@@ -15,14 +18,18 @@ from pathlib import Path
 from statistics import fmean, pstdev
 
 from ..checks import GradinvError
+from .defense_grid import write_reconstruction_grids
+from .levels import level_of
 from .plots import curve_colour, pyplot
 from .png import line_plot, write_png
+from .privacy_utility import rounds_label, utility_by_level, write_privacy_utility
 
 METRICS = {"mean_psnr": "mean PSNR (dB)", "mean_ssim": "mean SSIM"}
 
 
 def load_results(sweep_dir: str | Path) -> list[dict]:
-    """The sweep's finished runs (the last line of each id) that succeeded."""
+    """The sweep's finished units (the last line of each id) that succeeded; a line without a
+    kind (written before utility units existed) is an attack run."""
     path = Path(sweep_dir) / "results.jsonl"
     if not path.exists():
         raise GradinvError(f"{sweep_dir} holds no results.jsonl (run 'gradinv sweep' first)")
@@ -30,12 +37,13 @@ def load_results(sweep_dir: str | Path) -> list[dict]:
     for text in path.read_text().splitlines():
         if text.strip():
             line = json.loads(text)
-            last[line["id"]] = line
+            last[line["id"]] = {"kind": "attack", **line}
     return [line for line in last.values() if line["status"] == "ok" and "point" in line]
 
 
-def summarise(lines: list[dict]) -> list[dict]:
-    """One row per (defense, setting, strength, attack, batch size): mean and std over seeds."""
+def summarise(lines: list[dict], utility: dict[tuple, dict] | None = None) -> list[dict]:
+    """One row per (defense, setting, strength, attack, batch size): mean and std over seeds,
+    and the test accuracy of the level's short federation (None without one)."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for line in lines:
         p = line["point"]
@@ -49,13 +57,17 @@ def summarise(lines: list[dict]) -> list[dict]:
             values = [s[metric] for s in scores if s.get(metric) is not None]
             row[metric] = fmean(values) if values else None
             row[f"{metric}_std"] = pstdev(values) if len(values) > 1 else 0.0
+        row["utility_accuracy"] = (utility or {}).get(level_of(row), {}).get("accuracy")
         rows.append(row)
     return rows
 
 
 def write_sweep_report(sweep_dir: str | Path) -> Path:
     """Write SWEEP_DIR/report/ and return the path of its index.html."""
-    rows = summarise(load_results(sweep_dir))
+    lines = load_results(sweep_dir)
+    attacks = [x for x in lines if x["kind"] == "attack"]
+    utility = utility_by_level([x for x in lines if x["kind"] == "utility"])
+    rows = summarise(attacks, utility)
     if not rows:
         raise GradinvError(f"no finished run in {sweep_dir}/results.jsonl to report")
     out = Path(sweep_dir) / "report"
@@ -67,8 +79,11 @@ def write_sweep_report(sweep_dir: str | Path) -> Path:
             name = f"{metric}-{defense}.png"
             _plot(out / name, rows, defense, metric)
             plots.append(name)
+    tradeoffs = _privacy_utility_plots(out, rows, utility) if utility else []
+    grids = write_reconstruction_grids(out, attacks, Path(sweep_dir))
     page = out / "index.html"
-    page.write_text(_html(Path(sweep_dir).name, rows, plots))
+    page.write_text(_html(Path(sweep_dir).name, rows, plots,
+                          _utility_section(utility, tradeoffs), grids))
     return page
 
 
@@ -111,9 +126,34 @@ def _plot(path: Path, rows: list[dict], defense: str, metric: str) -> None:
     plt.close(fig)
 
 
-def _html(name: str, rows: list[dict], plots: list[str]) -> str:
+def _privacy_utility_plots(out: Path, rows: list[dict], utility: dict[tuple, dict]) -> list[str]:
+    """The names of the privacy-utility plots written (none without matplotlib)."""
+    names = [f"privacy_utility-{metric}.png" for metric in METRICS]
+    return [name for name, metric in zip(names, METRICS) if write_privacy_utility(
+        out / name, rows, metric, ylabel=METRICS[metric], rounds=rounds_label(utility))]
+
+
+def _utility_section(utility: dict[tuple, dict], plots: list[str]) -> str:
+    """The privacy-utility plots, or why there are none."""
+    if not utility:
+        return ("<p>No privacy-utility plot: the sweep has no <code>[utility]</code> table (a "
+                "short federation per defense level).</p>")
+    if not plots:
+        return ("<p>No privacy-utility plot: it needs matplotlib (pip install "
+                "'gradinv[plots]'); the table's utility_accuracy column holds the numbers.</p>")
+    return (f"<p>Utility: the test accuracy a short federation ({rounds_label(utility)} "
+            "rounds) reaches when its clients apply the defense; a short training run, not a "
+            "converged model.</p>" + _images(plots))
+
+
+def _images(names: list[str]) -> str:
+    return "".join(f'<p><img src="{html.escape(p)}" alt="{html.escape(p)}"></p>' for p in names)
+
+
+def _html(name: str, rows: list[dict], plots: list[str], utility: str,
+          grids: list[str]) -> str:
     columns = ["attack", "batch_size", "defense", "setting", "strength", "seeds", "mean_psnr",
-               "mean_psnr_std", "mean_ssim", "mean_ssim_std"]
+               "mean_psnr_std", "mean_ssim", "mean_ssim_std", "utility_accuracy"]
 
     def cell(value: object) -> str:
         return html.escape("-" if value is None else f"{value:.4g}" if isinstance(value, float)
@@ -122,11 +162,20 @@ def _html(name: str, rows: list[dict], plots: list[str]) -> str:
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
     body = "".join("<tr>" + "".join(f"<td>{cell(r[c])}</td>" for c in columns) + "</tr>"
                    for r in rows)
-    images = "".join(f'<p><img src="{html.escape(p)}" alt="{html.escape(p)}"></p>'
-                     for p in plots)
+    grid = (_images(grids) if grids else "<p>No reconstruction grid: the run folders keep no "
+            "images (runs from before gradinv kept images.safetensors).</p>")
     return f"""<!doctype html><html><head><meta charset="utf-8">
 <title>gradinv sweep {html.escape(name)}</title></head><body>
 <h1>gradinv sweep {html.escape(name)}</h1>
+<h2>Leakage vs defense strength</h2>
 <p>Mean over seeds (std: spread over seeds) of each attack's leakage, per defense strength.</p>
-{images}<table border=1 cellpadding=3><tr>{head}</tr>{body}</table></body></html>
+{_images(plots)}
+<h2>Privacy vs utility</h2>
+{utility}
+<h2>Example reconstructions</h2>
+<p>Rows: defense levels (undefended first); columns: the ground truth, then each attack; the
+run of the smallest seed.</p>
+{grid}
+<h2>Table</h2>
+<table border=1 cellpadding=3><tr>{head}</tr>{body}</table></body></html>
 """
