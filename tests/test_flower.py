@@ -230,18 +230,17 @@ def _ray_processes():
     return [line for line in found.splitlines() if "pgrep" not in line]
 
 
-def test_flower_simulation_recorded_and_audited(tmp_path, capsys):
-    """2 clients, 2 rounds of a real Flower simulation (Ray), recorded, audited; nothing left."""
+def run_flower(command, tmp_path):
+    """Run a Flower simulation script in its own process group (Ray's processes included) and
+    check that nothing of it is left running; returns its output."""
     before = _ray_processes()
     env = {**os.environ, "FLWR_TELEMETRY_ENABLED": "0", "RAY_USAGE_STATS_ENABLED": "0",
            "OMP_NUM_THREADS": "1"}
-    command = [sys.executable, str(ROOT / "examples" / "flower" / "run_flower.py"),
-               "--record", str(tmp_path / "rec"), "--rounds", "2", "--clients", "2",
-               "--dataset", "default"]
-    process = subprocess.Popen(command, env=env, cwd=tmp_path, start_new_session=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen([str(c) for c in command], env=env, cwd=tmp_path,
+                               start_new_session=True, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
     try:
-        output, _ = process.communicate(timeout=120)
+        output, _ = process.communicate(timeout=180)
     finally:
         try:
             os.killpg(process.pid, signal.SIGKILL)  # whatever of the group is still running
@@ -249,73 +248,98 @@ def test_flower_simulation_recorded_and_audited(tmp_path, capsys):
             pass
         process.wait()
     assert process.returncode == 0, output[-3000:]
-    record = open_record(tmp_path / "rec")
-    assert record.rounds() == [0, 1] and len(record.entries()) == 4
-    assert sorted(e.client_id for e in record.entries()) == [0, 0, 1, 1]
-    assert main(["audit", str(tmp_path / "rec"), "--iterations", "5", "--out",
-                 str(tmp_path / "out"), "--quiet"]) == 0
-    assert "most leaking client" in capsys.readouterr().out
-    assert len(list((tmp_path / "out").glob("*/report.html"))) == 1
     deadline = time.monotonic() + 15  # Ray's workers exit a few seconds after shutdown
     while (left := [p for p in _ray_processes() if p not in before]) and \
             time.monotonic() < deadline:
         time.sleep(0.5)
     assert not left, left
+    return output
 
 
-def test_same_federation_in_flower_and_in_gradinv_gives_the_same_record(tmp_path):
-    """Round 0 of gradinv's own FedAvg federation, and the same clients (same batches, same
-    local SGD) replying through Flower's FedAvg wrapped by the recorder: identical observed
-    updates, and the same attack result with the same seed. (Later rounds differ by float
-    rounding: Flower's FedAvg averages the clients' arrays, gradinv adds the mean delta.)"""
-    import numpy as np
+def test_flower_simulation_of_a_plain_torch_model_recorded_and_audited(tmp_path, capsys,
+                                                                       monkeypatch):
+    """The example app with --own-model: 2 clients train a plain torch.nn model with
+    nn.BatchNorm2d for 2 rounds in a real Flower simulation (Ray); the record describes the
+    model, and the audit builds it from the factory the user names. Nothing is left running."""
+    run_flower([sys.executable, ROOT / "examples" / "flower" / "run_flower.py",
+                "--record", tmp_path / "rec", "--rounds", "2", "--clients", "2",
+                "--dataset", "default", "--own-model"], tmp_path)
+    record = open_record(tmp_path / "rec")
+    assert record.rounds() == [0, 1] and len(record.entries()) == 4
+    assert sorted(e.client_id for e in record.entries()) == [0, 0, 1, 1]
+    assert record.meta.model.source == "client_model:Net"
+    monkeypatch.syspath_prepend(str(ROOT / "examples" / "flower"))
+    assert main(["audit", str(tmp_path / "rec"), "--model-factory", "client_model:Net",
+                 "--iterations", "5", "--out", str(tmp_path / "out"), "--quiet"]) == 0
+    assert "most leaking client" in capsys.readouterr().out
+    assert len(list((tmp_path / "out").glob("*/report.html"))) == 1
 
+
+PARITY = {"model": "convnet", "width": 4, "image_size": 16, "num_clients": 2,
+          "clients_per_round": 2, "rounds": 3, "update": "fedavg", "batch_size": 4,
+          "fedavg": {"lr": LR, "local_batch_size": 2, "epochs": 1}, "test_images": 10}
+
+
+def test_flower_and_gradinv_federations_agree_in_every_round(tmp_path):
+    """The same federation (data, seeds, model: a ConvNet with BatchNorm, 2 clients, 3
+    rounds, two local SGD steps) run in a real Flower simulation and in gradinv's own.
+
+    The clients' computation is identical: from the global state Flower broadcast in a round,
+    gradinv's clients produce exactly (bit for bit) the updates Flower recorded, in every
+    round, and the attack on them gives the same result with the same seed. Round 0 starts
+    from the same state, so there the two records are bit-identical. From round 1 on the global
+    states differ by float rounding, for a good reason: Flower's FedAvg averages the clients'
+    parameters (sum of w_i * theta_i, in numpy), gradinv's adds the mean delta to the global
+    parameters (theta + sum of w_i * delta_i); both are FedAvg, rounded differently. So later
+    rounds agree to float rounding, not bit for bit. (Flower also averages buffers, turning the
+    integer num_batches_tracked into float64; gradinv keeps them as broadcast.)"""
     from gradinv import attacks
-    from gradinv.fl.federation import Federation, FederationConfig, simulate
-    from gradinv.fl.functional import FunctionalModel
-    from gradinv.types import FedAvgConfig
+    from gradinv.fl.client import observe
+    from gradinv.fl.federation import Federation, FederationConfig, aggregate, simulate
+    from gradinv.settings import config_from_dict
 
-    recipe = FedAvgConfig(lr=LR, local_batch_size=2, epochs=1)
-    config = FederationConfig(model="lenet", image_size=16, num_clients=2, clients_per_round=2,
-                              rounds=1, update="fedavg", batch_size=4, fedavg=recipe,
-                              test_images=10)
+    from flower_parity_app import client_batch
+
+    config = config_from_dict(FederationConfig, PARITY)
+    run_flower([sys.executable, ROOT / "tests" / "flower_parity_app.py", tmp_path / "flower",
+                json.dumps(PARITY)], tmp_path)
+    flower = open_record(tmp_path / "flower")
     ours = simulate(config, tmp_path / "gradinv", progress=False, log=lambda _: None)
-    federation = Federation(config)
-    spec = ours.meta.model
-    strategy = RecordingStrategy(FedAvg(fraction_evaluate=0.0), tmp_path / "flower", model=spec,
-                                 threat=config.threat, data_channels=ours.meta.data_channels,
-                                 store_private=True)
-    state = federation.model.state_dict()
-    strategy.configure_train(1, ArrayRecord(state), ConfigRecord(), Grid([7, 8]))
-    rng = np.random.default_rng([config.seed, 0])  # the federation's own draws for round 0
-    replies = []
-    for client in np.sort(rng.choice(2, 2, replace=False)):
-        batch = federation.client_batch(int(client), rng)
-        client_model = FunctionalModel(federation.model, "train")
-        params = dict(client_model.params)  # plain SGD over the batch, in order
-        for start in range(0, 4, recipe.local_batch_size):
-            stop = start + recipe.local_batch_size
-            x, y = batch.images[start:stop], batch.labels[start:stop]
-            grads = client_model.step_gradient(params, x, y)
-            params = {k: params[k] - recipe.lr * grads[k] for k in params}
-        replies.append(reply(int(client) + 7, client_reply(
-            {**state, **params}, 4, partition_id=int(client), lr=recipe.lr,
-            local_batch_size=recipe.local_batch_size, epochs=1, labels=batch.labels,
-            private=batch)))
-    strategy.aggregate_train(1, replies)
-    theirs = open_record(tmp_path / "flower")
-    model = ours.build_model()
-    for client in (0, 1):
-        a, b = ours.observation(0, client), theirs.observation(0, client)
-        assert a.fedavg == b.fedavg and a.num_images == b.num_images
-        assert torch.equal(a.labels, b.labels)
-        for k in a.tensors:
-            assert torch.equal(a.tensors[k], b.tensors[k]), k
-        for k in a.broadcast:
-            assert torch.equal(a.broadcast[k], b.broadcast[k]), k
-        ra, rb = (attacks.create("gi", iterations=3).reconstruct(
-            model, obs, image_shape=(1, 16, 16), seed=5) for obs in (a, b))
-        assert torch.equal(ra.images, rb.images) and ra.matching_cost == rb.matching_cost
+    assert flower.rounds() == ours.rounds() == [0, 1, 2]
+    assert [(e.round, e.client_id) for e in flower.entries()] == \
+        [(e.round, e.client_id) for e in ours.entries()]
+    federation, model = Federation(config), ours.build_model()
+    worst = {"state": 0.0, "update": 0.0}
+    for r in flower.rounds():
+        state = flower.global_state(r)
+        replayed = []
+        for client in (0, 1):
+            theirs, mine = flower.observation(r, client), ours.observation(r, client)
+            federation.model.load_state_dict(state)
+            update = compute_update(federation.model, client_batch(federation, r, client),
+                                    kind="fedavg", fedavg=config.fedavg, mode="train", round=r,
+                                    client_id=client)
+            replayed.append(update)
+            for k, v in theirs.tensors.items():
+                assert torch.equal(v, update.tensors[k]), (r, client, k)  # bit for bit
+                if r == 0:
+                    assert torch.equal(v, mine.tensors[k]), (client, k)
+                torch.testing.assert_close(v, mine.tensors[k], rtol=1e-4, atol=1e-6)
+                worst["update"] = max(worst["update"], (v - mine.tensors[k]).abs().max().item())
+            assert torch.equal(theirs.labels, mine.labels) and theirs.fedavg == mine.fedavg
+            gi = attacks.create("gi", iterations=3, restarts=1)
+            a, b = (gi.reconstruct(model, obs, image_shape=(1, 16, 16), seed=5)
+                    for obs in (theirs, observe(update, config.threat)))
+            assert torch.equal(a.images, b.images) and a.matching_cost == b.matching_cost
+        expected = aggregate(state, replayed, server_lr=0.0)  # gradinv's arithmetic
+        for k in federation.model.state_dict():
+            got = flower.global_state(r + 1)[k]
+            torch.testing.assert_close(got.to(expected[k].dtype), expected[k], rtol=1e-5,
+                                       atol=1e-7)
+            worst["state"] = max(worst["state"], (got.double() - expected[k].double()).abs()
+                                 .max().item())
+    print(f"largest difference, Flower vs gradinv: aggregated state {worst['state']:.2e}, "
+          f"recorded update {worst['update']:.2e}")
 
 
 def test_missing_flower_is_one_clear_error():

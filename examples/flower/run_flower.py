@@ -5,6 +5,13 @@
         python examples/flower/run_flower.py --record records/flower --rounds 3 --clients 4
     gradinv audit records/flower --out runs/flower-audit
 
+With ``--own-model`` the clients train ``client_model.Net``, a plain ``torch.nn`` model with
+``nn.BatchNorm2d`` instead of a gradinv architecture; the record then describes it, and the
+audit names its factory (gradinv never imports code named in a record)::
+
+    python examples/flower/run_flower.py --record records/flower-own --own-model
+    PYTHONPATH=examples/flower gradinv audit records/flower-own --model-factory client_model:Net
+
 The ServerApp runs Flower's FedAvg wrapped in ``gradinv.flower.RecordingStrategy``; each
 ClientApp trains the global model on a batch of its own partition with plain SGD (in torch
 train mode) and replies with ``gradinv.flower.client_reply``: its arrays, number of examples,
@@ -32,6 +39,7 @@ from flwr.simulation import run_simulation  # noqa: E402
 
 from gradinv.data import load_dataset, to_model_input  # noqa: E402
 from gradinv.data.partition import partition  # noqa: E402
+from client_model import Net  # noqa: E402
 from gradinv.fl.record import ModelSpec  # noqa: E402
 from gradinv.flower import RecordingStrategy, client_reply  # noqa: E402
 from gradinv.models import DEFAULT_WIDTH, build_model, default_init_scheme  # noqa: E402
@@ -43,6 +51,26 @@ def load_train(name: str):
         return load_dataset(name, split="train")
     except GradinvError:
         return load_dataset("default", split="train")
+
+
+def make_model(settings: dict, num_classes: int, seed: int = 0) -> torch.nn.Module:
+    """The clients' model: the user's own ``Net``, or a gradinv architecture."""
+    if settings["own_model"]:
+        torch.manual_seed(seed)
+        return Net()
+    return build_model(settings["model"], channels=1, num_classes=num_classes,
+                       image_size=settings["image_size"], seed=seed)
+
+
+def recorded_model(settings: dict, num_classes: int) -> dict:
+    """What RecordingStrategy is told about the model: the module's factory and input shape,
+    or the gradinv architecture."""
+    if settings["own_model"]:
+        return {"model": Net, "channels": 1, "num_classes": num_classes,
+                "image_size": settings["image_size"]}
+    name = settings["model"]
+    return {"model": ModelSpec(name, DEFAULT_WIDTH[name], 1, num_classes, settings["image_size"],
+                               default_init_scheme(name))}
 
 
 client_app = ClientApp()
@@ -60,8 +88,7 @@ def train(msg: Message, context: Context) -> Message:
     index = torch.from_numpy(rng.choice(shard, settings["batch_size"], replace=False))
     images = to_model_input(data.images[index], settings["image_size"], 1)
     labels = data.labels[index]
-    model = build_model(settings["model"], channels=1, num_classes=data.num_classes,
-                        image_size=settings["image_size"])
+    model = make_model(settings, data.num_classes)
     model.load_state_dict(msg.content["arrays"].to_torch_state_dict())
     model.train()
     optimizer = torch.optim.SGD(model.parameters(), lr=settings["lr"])
@@ -85,14 +112,11 @@ def make_server_app(settings: dict) -> ServerApp:
     @server_app.main()
     def main(grid: Grid, context: Context) -> None:
         data = load_train(settings["dataset"])
-        model = build_model(settings["model"], channels=1, num_classes=data.num_classes,
-                            image_size=settings["image_size"], seed=settings["seed"])
-        spec = ModelSpec(settings["model"], DEFAULT_WIDTH[settings["model"]], 1,
-                         data.num_classes, settings["image_size"],
-                         default_init_scheme(settings["model"]))
+        model = make_model(settings, data.num_classes, seed=settings["seed"])
         strategy = RecordingStrategy(
             FedAvg(fraction_evaluate=0.0, min_available_nodes=settings["clients"]),
-            settings["record"], model=spec, data_channels=data.channels,
+            settings["record"], **recorded_model(settings, data.num_classes),
+            data_channels=data.channels,
             store_private=settings["private"], federation=settings)
         strategy.start(grid=grid, initial_arrays=ArrayRecord(model.state_dict()),
                        num_rounds=settings["rounds"],
@@ -106,7 +130,9 @@ def main() -> None:
     p.add_argument("--record", required=True, help="new or empty folder for the record")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--clients", type=int, default=4)
-    p.add_argument("--model", default="lenet")
+    p.add_argument("--model", default="lenet", help="a gradinv architecture")
+    p.add_argument("--own-model", action="store_true",
+                   help="train client_model.Net (plain torch.nn, 16x16 images) instead")
     p.add_argument("--image-size", type=int, default=16)
     p.add_argument("--dataset", default="fashion-mnist")
     p.add_argument("--batch-size", type=int, default=4)
@@ -117,9 +143,11 @@ def main() -> None:
                    help="do not keep the clients' batches (the audit then scores nothing)")
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args()
-    settings = {k: getattr(a, k) for k in ("record", "rounds", "clients", "model", "image_size",
-                                           "dataset", "batch_size", "lr", "local_batch_size",
-                                           "epochs", "private", "seed")}
+    if a.own_model and a.image_size != 16:
+        p.error("--own-model takes 16x16 images (client_model.Net)")
+    settings = {k: getattr(a, k) for k in ("record", "rounds", "clients", "model", "own_model",
+                                           "image_size", "dataset", "batch_size", "lr",
+                                           "local_batch_size", "epochs", "private", "seed")}
     run_simulation(server_app=make_server_app(settings), client_app=client_app,
                    num_supernodes=a.clients,
                    backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0},

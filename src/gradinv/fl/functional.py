@@ -82,10 +82,11 @@ class FunctionalModel:
         """The gradient of the mean batch loss w.r.t. every parameter (or ``gradient``'s)."""
         return self.step_gradient(self.params, images, labels, gradient)
 
-    def fedavg_update(self, images: torch.Tensor, labels: torch.Tensor, cfg: FedAvgConfig,
-                      gradient: GradientFn | None = None) -> Params:
-        """theta_K - theta_0 after ``cfg.epochs`` passes of SGD over the batch in fixed order
-        (each step with ``gradient``'s gradient when given)."""
+    def local_sgd(self, images: torch.Tensor, labels: torch.Tensor, cfg: FedAvgConfig,
+                  gradient: GradientFn | None = None) -> Params:
+        """theta_K: the parameters after ``cfg.epochs`` passes of SGD over the batch in fixed
+        order (each step with ``gradient``'s gradient when given); what a FedAvg client sends
+        in a framework that ships parameters (Flower)."""
         params = dict(self.params)
         n = images.shape[0]
         for _ in range(cfg.epochs):
@@ -94,6 +95,12 @@ class FunctionalModel:
                 grads = self.step_gradient(params, images[start:stop], labels[start:stop],
                                            gradient)
                 params = {k: params[k] - cfg.lr * grads[k] for k in params}
+        return params
+
+    def fedavg_update(self, images: torch.Tensor, labels: torch.Tensor, cfg: FedAvgConfig,
+                      gradient: GradientFn | None = None) -> Params:
+        """theta_K - theta_0 (see ``local_sgd``)."""
+        params = self.local_sgd(images, labels, cfg, gradient)
         return {k: params[k] - self.params[k] for k in params}
 
     def local_steps(self, num_images: int, cfg: FedAvgConfig) -> int:

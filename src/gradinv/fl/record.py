@@ -2,8 +2,11 @@
 
 A record is a directory any FL framework can write (see ``recorder.RecordWriter``)::
 
-    record.json                                  format version, model, update kind, threat model,
-                                                 federation settings, which fields exist
+    record.json                                  format version, model (a gradinv architecture,
+                                                 or a description of the user's own: names,
+                                                 shapes, dtypes; never code), update kind,
+                                                 threat model, federation settings, which
+                                                 fields exist
     manifest.jsonl                               one line per observed update, then one
                                                  {"round_complete": r, ...} line per round
     rounds/round-00000.safetensors               the state the server broadcast in round 0 (once)
