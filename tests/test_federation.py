@@ -150,6 +150,11 @@ def test_clients_apply_the_federations_defenses_seeded(tmp_path):
     assert torch.equal(again.global_state(2)["features.0.weight"],
                        defended.global_state(2)["features.0.weight"])
     assert simulate(config, tmp_path / "pruned", **quiet).rounds() == [0, 1]  # reopens
+    # the record hands the known defenses to the attacks (absent where the server knows none)
+    first = sent[0]
+    assert defended.observation(first.round, first.client_id).defenses == first.defenses
+    client = plain.entries()[0].client_id
+    assert plain.observation(0, client).defenses is None
 
 
 def test_defenses_that_cannot_run_are_refused_before_any_round(tmp_path, capsys):

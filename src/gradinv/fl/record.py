@@ -36,7 +36,8 @@ from torch import nn
 
 from ..files import TMP_SUFFIX, write_atomic  # noqa: F401  (the recorder imports them here)
 from ..models import build_model
-from ..types import FedAvgConfig, GradinvError, Observation, ThreatModel, UpdateKind
+from ..types import (DefenseSpec, FedAvgConfig, GradinvError, Observation, ThreatModel,
+                     UpdateKind)
 
 FORMAT = "gradinv-fl-record"
 VERSION = 2  # 2: the model may be a ModelDescription; records of an architecture stay version 1
@@ -256,6 +257,9 @@ class Entry:
     fedavg: FedAvgConfig | None
     broadcast: FileRef
     update: FileRef
+    # The client's defenses without their seeds, where the threat model says the server knows
+    # them (``ThreatModel.defense_known``); absent otherwise, as other withheld facts.
+    defenses: tuple[DefenseSpec, ...] | None = None
 
     def to_json(self) -> dict:
         line: dict = {"round": self.round, "client_id": self.client_id}
@@ -264,15 +268,19 @@ class Entry:
                 line[key] = getattr(self, key)
         if self.fedavg is not None:
             line["fedavg"] = asdict(self.fedavg)
+        if self.defenses is not None:
+            line["defenses"] = [asdict(d) for d in self.defenses]
         return {**line, "broadcast": asdict(self.broadcast), "update": asdict(self.update)}
 
     @classmethod
     def from_json(cls, line: dict) -> Entry:
-        fedavg = line.get("fedavg")
+        fedavg, defenses = line.get("fedavg"), line.get("defenses")
         return cls(round=line["round"], client_id=line["client_id"],
                    num_examples=line.get("num_examples"), labels=line.get("labels"),
                    fedavg=None if fedavg is None else FedAvgConfig(**fedavg),
-                   broadcast=FileRef(**line["broadcast"]), update=FileRef(**line["update"]))
+                   broadcast=FileRef(**line["broadcast"]), update=FileRef(**line["update"]),
+                   defenses=None if defenses is None else tuple(DefenseSpec(**d)
+                                                                for d in defenses))
 
 
 def read_jsonl(path: Path) -> list[tuple[str, dict]]:
@@ -421,6 +429,7 @@ class Record:
                       for n in bn_layers} if threat.bn_stats_known else None,
             round=round,
             client_id=client,
+            defenses=entry.defenses if threat.defense_known else None,
         )
 
     def observations(self, entries: list[Entry] | None = None) -> "RecordObservations":

@@ -79,7 +79,8 @@ class RecordWriter:
             self._append(PRIVATE_MANIFEST, {"round": r, "client_id": c, **asdict(ref)})
         entry = Entry(round=r, client_id=c, num_examples=observation.num_images,
                       labels=None if observation.labels is None else observation.labels.tolist(),
-                      fedavg=observation.fedavg, broadcast=self._states[r], update=update)
+                      fedavg=observation.fedavg, broadcast=self._states[r], update=update,
+                      defenses=observation.defenses)
         self._append(MANIFEST, entry.to_json())
 
     def complete_round(self, round: int, state: dict[str, torch.Tensor],
