@@ -42,6 +42,7 @@ from gradinv.fl.record import open_record
 from gradinv.priors import Prior, load_prior
 from gradinv.priors.giml import GIMLConfig, learn_prior, untrained_generator
 from gradinv.report import image_grid, write_png
+from gradinv.types import ThreatModel
 
 SIZE = 32
 SETTINGS = {
@@ -57,7 +58,9 @@ def record_federation(out: Path, args: argparse.Namespace) -> Path:
     config = FederationConfig(model="convnet", width=args.width, dataset="fashion-mnist",
                               image_size=SIZE, channels=1, num_clients=20,
                               clients_per_round=args.clients_per_round, rounds=args.rounds,
-                              batch_size=4, server_lr=0.1, store_private=False, seed=0)
+                              batch_size=args.client_batch, server_lr=args.server_lr,
+                              threat=ThreatModel(model_mode=args.mode), store_private=False,
+                              seed=0)
     record = simulate(config, out, progress=True)
     print(f"federation: test accuracy per round {record.test_accuracy()}", flush=True)
     return out
@@ -92,6 +95,14 @@ def main() -> None:
         parser.add_argument("--" + key.replace("_", "-"), type=int, nargs=nargs)
     parser.add_argument("--width", type=int, default=16, help="ConvNet width of the victim")
     parser.add_argument("--latent-share", type=float, default=0.35)
+    parser.add_argument("--mode", default="train", choices=["train", "eval"],
+                        help="the clients' BatchNorm mode (eval: the official GIML code's "
+                        "regime, where the gradient sees intensities but the federation does "
+                        "not train here)")
+    parser.add_argument("--client-batch", type=int, default=4,
+                        help="images per client update (the official GIML code learns from "
+                        "single-image gradients)")
+    parser.add_argument("--server-lr", type=float, default=0.1, help="FedSGD server step")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--out", default="runs/giml")
     args = parser.parse_args()

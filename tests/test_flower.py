@@ -437,6 +437,12 @@ def test_own_model_record_is_audited_with_its_factory(own_record, tmp_path, caps
         rows = run_leakage_audit(config, out=None, progress=False, model=given).rows
         assert len(rows) == 1 and rows[0]["mean_psnr"] is not None
     assert type(module[1]) is torch.nn.BatchNorm2d  # the user's module is left as it was
+    # GIML learns from the same record with the same factory
+    assert main(["prior", "learn", "--record", str(own_record), "--model-factory",
+                 "custom_models:TinyNet", "--steps", "1", "--latent-iterations", "2",
+                 "--adapt-iterations", "1", "--width", "8", "--out", str(tmp_path / "giml"),
+                 "--quiet"]) == 0
+    assert (tmp_path / "giml" / "generator.pt").is_file()
 
 
 @pytest.mark.parametrize("argv,message", [

@@ -20,7 +20,7 @@ from .fl.federation import FederationConfig, simulate
 from .fl.record import open_record
 from .models import INIT_SCHEMES, available_models
 from .priors.giml import GIMLConfig, learn_prior
-from .record_audit import RecordAuditConfig, run_record_audit
+from .record_audit import RecordAuditConfig, run_record_audit, user_model
 from .settings import config_from_dict, read_toml
 from .types import FedAvgConfig, GradinvError, ThreatModel
 
@@ -335,7 +335,9 @@ def cmd_prior_learn(args: argparse.Namespace) -> None:
     config = GIMLConfig(**{f.name: getattr(args, f.name) for f in fields(GIMLConfig)
                            if getattr(args, f.name) is not None})
     spec = record.meta.model
-    path = learn_prior(record.build_model(), record.observations(),
+    model = (record.build_model() if args.model_factory is None
+             else user_model(args.model_factory, record))
+    path = learn_prior(model, record.observations(),
                        (spec.channels, spec.image_size, spec.image_size), config, args.out,
                        device=resolve_device(args.device), progress=not args.quiet)
     print(f"generator: {path} (use it with --prior {path})")
@@ -371,6 +373,7 @@ def _add_prior_parser(sub) -> None:
                              "observed updates (resumable)")
     learn.add_argument("--record", required=True, help="record written by 'gradinv fl simulate'")
     _add_giml_arguments(learn)
+    add_model_factory_argument(learn)
     learn.add_argument("--device", default="auto")
     learn.add_argument("--out", default="priors/giml",
                        help="folder for checkpoints, samples and generator.pt (resumes here)")
