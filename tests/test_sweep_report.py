@@ -62,6 +62,10 @@ def test_utility_units_follow_the_grid_and_base(tmp_path):
     assert units[1].point == {"defense": "prune", "setting": "rate", "strength": 0.9}
     assert units[1].config["defenses"] == [{"name": "prune", "settings": {"rate": 0.9}}]
     assert units[0].config["image_size"] == 8 and units[0].config["channels"] == 1  # from base
+    assert units[0].config["model"] == "convnet"  # [utility]'s own value wins
+    (tmp_path / "s.toml").write_text(SWEEP.replace('model = "convnet"\nwidth = 4\n', ""))
+    plain = next(u for u in expand(read_toml(tmp_path / "s.toml")) if u.kind == "utility")
+    assert plain.config["model"] == "lenet"  # by default the audited architecture trains
 
 
 @pytest.mark.parametrize("table,message", [

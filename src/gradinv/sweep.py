@@ -28,7 +28,8 @@ The grid's ``seed`` seeds the attack, and the victim too unless ``[base]`` fixes
 ``SWEEP_DIR/runs``.
 
 ``[utility]`` holds the settings of a short federation (``gradinv.fl.FederationConfig``'s keys;
-``dataset``, ``data_dir``, ``image_size`` and ``channels`` default to ``[base]``'s). With it,
+``model``, ``width``, ``init_scheme``, ``dataset``, ``data_dir``, ``image_size`` and
+``channels`` default to ``[base]``'s). With it,
 the sweep also trains one such federation per defense level of the grid (``none`` included),
 its clients applying that defense (after ``[base]``'s defenses); each is one line of kind
 ``"utility"`` (id ``utility__<level>``, e.g. ``utility__prune-rate=0.9``) whose metrics hold
@@ -55,8 +56,9 @@ from .report.run_folder import json_safe
 from .settings import read_toml
 
 GRID_KEYS = ("attack", "defense", "batch_size", "seed")
-# The [utility] keys that default to [base]'s value (both configs have them).
-SHARED_KEYS = ("dataset", "data_dir", "image_size", "channels")
+# The [utility] keys that default to [base]'s value (both configs have them): by default the
+# short federation trains the audited architecture on the audited data.
+SHARED_KEYS = ("model", "width", "init_scheme", "dataset", "data_dir", "image_size", "channels")
 RESULTS = "results.jsonl"
 
 
