@@ -11,7 +11,7 @@ from gradinv.metrics import psnr
 from gradinv.models import build_model
 from gradinv.priors import (DCGANGenerator, Prior, load_generator, load_prior, project,
                              save_generator)
-from gradinv.types import GradinvError, PrivateBatch, ThreatModel
+from gradinv.types import GradinvError, ThreatModel
 
 
 
