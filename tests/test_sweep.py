@@ -58,6 +58,13 @@ def test_grid_expands_every_combination(tmp_path):
         expand_grid({"grid": {"atack": ["gi"]}})
     with pytest.raises(GradinvError, match="rate must be"):  # checked before anything runs
         expand_grid({"grid": {"defense": {"prune": {"rate": [2.0]}}}})
+    # the list is the strength, single values are fixed at every strength
+    dp = expand_grid({"grid": {"defense": {"dp-noise": {"max_norm": 1.0, "epsilon": [2.0, 8.0]}}}})
+    assert [r.point["strength"] for r in dp] == [2.0, 8.0] and dp[0].point["setting"] == "epsilon"
+    assert dp[1].config["defenses"] == [{"name": "dp-noise",
+                                         "settings": {"epsilon": 8.0, "max_norm": 1.0}}]
+    with pytest.raises(GradinvError, match="varies rate, scope"):
+        expand_grid({"grid": {"defense": {"prune": {"rate": [0.5], "scope": ["tensor"]}}}})
 
 
 def test_sweep_records_failures_resumes_and_retries(tmp_path, monkeypatch, capsys):
@@ -72,8 +79,10 @@ def test_sweep_records_failures_resumes_and_retries(tmp_path, monkeypatch, capsy
     (tmp_path / "s.toml").write_text(SWEEP)
     monkeypatch.setattr(audit, "run_audit", flaky)
     out = tmp_path / "sweep"
-    assert main(["sweep", str(tmp_path / "s.toml"), "--out", str(out), "--quiet"]) == 0
-    assert "4 runs done now (1 failed)" in capsys.readouterr().out
+    assert main(["sweep", str(tmp_path / "s.toml"), "--out", str(out), "--quiet"]) == 2
+    printed = capsys.readouterr()
+    assert "4 run(s) done now (1 failed)" in printed.out
+    assert "1 run(s) of the sweep failed" in printed.err  # a sweep with failures is no success
     lines = _lines(out)
     assert [x["status"] for x in lines] == ["ok", "ok", "ok", "failed"]
     assert lines[3]["error"] == "RuntimeError: worker crashed"
@@ -84,6 +93,10 @@ def test_sweep_records_failures_resumes_and_retries(tmp_path, monkeypatch, capsy
     retried = run_sweep(tmp_path / "s.toml", out, retry_failed=True, progress=False)
     assert [(x["id"], x["status"]) for x in retried] == [("dlg__prune-rate=0.5__B1__seed0", "ok")]
     assert len(_lines(out)) == 5
+    # the sweep file changed: its results here are stale, so the folder is refused
+    (tmp_path / "s.toml").write_text(SWEEP.replace("iterations = 2", "iterations = 3"))
+    with pytest.raises(GradinvError, match="made with other settings"):
+        run_sweep(tmp_path / "s.toml", out, progress=False)
 
 
 def test_worker_processes_give_the_same_metrics(tmp_path):

@@ -391,8 +391,11 @@ def cmd_sweep(args: argparse.Namespace) -> None:
     lines = run_sweep(args.sweep, out, workers=args.workers, retry_failed=args.retry_failed,
                       progress=not args.quiet, backend=backend)
     failed = sum(line["status"] == "failed" for line in lines)
-    print(f"sweep: {len(lines)} runs done now ({failed} failed); results: "
+    print(f"sweep: {len(lines)} run(s) done now ({failed} failed); results: "
           f"{Path(out) / 'results.jsonl'}")
+    if failed:
+        raise GradinvError(f"{failed} run(s) of the sweep failed (their errors are in "
+                           f"{Path(out) / 'results.jsonl'}; --retry-failed runs them again)")
 
 
 def _add_sweep_parser(sub) -> None:

@@ -16,6 +16,7 @@ a ``[grid]``::
     none = {}
     prune = { rate = [0.5, 0.9] }
     noise = { sigma = [1e-4, 1e-2] }
+    dp-noise = { epsilon = [2.0, 8.0], max_norm = 1.0 }   # the list is the strength
 
     [utility]                   # optional: what each defense level costs in accuracy
     rounds = 5
@@ -28,8 +29,8 @@ The grid's ``seed`` seeds the attack, and the victim too unless ``[base]`` fixes
 ``SWEEP_DIR/runs``.
 
 ``[utility]`` holds the settings of a short federation (``gradinv.fl.FederationConfig``'s keys;
-``model``, ``width``, ``init_scheme``, ``dataset``, ``data_dir``, ``image_size`` and
-``channels`` default to ``[base]``'s). With it,
+``model``, ``width``, ``init_scheme``, ``dataset``, ``data_dir``, ``image_size``, ``channels``
+and ``threat`` (the BatchNorm mode the clients train in) default to ``[base]``'s). With it,
 the sweep also trains one such federation per defense level of the grid (``none`` included),
 its clients applying that defense (after ``[base]``'s defenses); each is one line of kind
 ``"utility"`` (id ``utility__<level>``, e.g. ``utility__prune-rate=0.9``) whose metrics hold
@@ -58,7 +59,8 @@ from .settings import read_toml
 GRID_KEYS = ("attack", "defense", "batch_size", "seed")
 # The [utility] keys that default to [base]'s value (both configs have them): by default the
 # short federation trains the audited architecture on the audited data.
-SHARED_KEYS = ("model", "width", "init_scheme", "dataset", "data_dir", "image_size", "channels")
+SHARED_KEYS = ("model", "width", "init_scheme", "dataset", "data_dir", "image_size", "channels",
+               "threat")
 RESULTS = "results.jsonl"
 
 
@@ -157,19 +159,30 @@ def _strength(defenses: list[dict]) -> dict:
 
 
 def _defense_axis(table: dict) -> Iterator[tuple[str, list[dict]]]:
-    """(label, defenses) per defense and strength; ``none`` is the undefended run."""
-    for name, strengths in table.items():
+    """(label, defenses) per defense and strength; ``none`` is the undefended run. The strength
+    setting is the one given as a list (``{ epsilon = [2.0, 8.0], max_norm = 1.0 }``); the
+    others are fixed at their value for every strength."""
+    for name, settings in table.items():
         if name == "none":
             yield "none", []
             continue
-        if not isinstance(strengths, dict) or len(strengths) > 1:
-            raise GradinvError(f"grid.defense.{name} must name one strength setting, e.g. "
+        if not isinstance(settings, dict):
+            raise GradinvError(f"grid.defense.{name} must be a table of settings, e.g. "
                                "{ rate = [0.5, 0.9] }")
-        if not strengths:
+        varied = [k for k, v in settings.items() if isinstance(v, list)]
+        if len(varied) > 1:
+            raise GradinvError(f"grid.defense.{name} varies {', '.join(varied)}: give one "
+                               "strength setting as a list and the others as single values")
+        if not settings:
             yield name, [{"name": name, "settings": {}}]
-        for key, values in strengths.items():
-            for value in values if isinstance(values, list) else [values]:
-                yield f"{name}-{key}={value}", [{"name": name, "settings": {key: value}}]
+            continue
+        key = varied[0] if varied else next(iter(settings))
+        fixed = {k: v for k, v in settings.items() if k != key}
+        values = settings[key] if varied else [settings[key]]
+        for value in values:
+            # the strength first: reports read it as the level's coordinate
+            yield (f"{name}-{key}={value}",
+                   [{"name": name, "settings": {key: value, **fixed}}])
 
 
 def run_one(run: SweepRun, runs_dir: str) -> dict:
@@ -203,18 +216,35 @@ def _run_utility(run: SweepRun, runs_dir: str) -> dict:
                         "rounds": len(history)}}
 
 
-def finished(sweep_dir: Path, *, retry_failed: bool) -> set[str]:
-    """Ids with a line in results.jsonl (the last line of an id counts); failed ones only
-    unless ``retry_failed``."""
+def finished(sweep_dir: Path, runs: list[SweepRun], *, retry_failed: bool) -> set[str]:
+    """Ids of ``runs`` with a line in results.jsonl (the last line of an id counts); failed
+    ones only unless ``retry_failed``. A line whose configuration is not the run's (the sweep
+    file changed since) is refused: skipping it would report stale results as current, and
+    rerunning it would mix two sweeps in one folder."""
     path = sweep_dir / RESULTS
     if not path.exists():
         return set()
-    status = {}
+    last = {}
     for text in path.read_text().splitlines():
         if text.strip():
             line = json.loads(text)
-            status[line["id"]] = line["status"]
-    return {i for i, s in status.items() if s == "ok" or (s == "failed" and not retry_failed)}
+            last[line["id"]] = line
+    for run in runs:
+        if run.id in last and last[run.id].get("config") != _as_written(run.config):
+            raise GradinvError(f"{sweep_dir} holds a result for {run.id} made with other "
+                               "settings than this sweep file's; give a new --out (or delete "
+                               "that folder) to run the changed sweep")
+    return {i for i, line in last.items()
+            if line["status"] == "ok" or (line["status"] == "failed" and not retry_failed)}
+
+
+def _as_written(value: object) -> object:
+    """``value`` as results.jsonl holds it once written and read back."""
+    return json.loads(_to_json(value))
+
+
+def _to_json(value: object) -> str:
+    return json.dumps(json_safe(value), default=str)
 
 
 def _init_worker(threads: int) -> None:
@@ -278,14 +308,14 @@ def run_sweep(sweep_file: str | Path, sweep_dir: str | Path, *, workers: int = 1
     runs = expand(read_toml(sweep_file))
     sweep_dir = Path(sweep_dir)
     (sweep_dir / "runs").mkdir(parents=True, exist_ok=True)
-    done = finished(sweep_dir, retry_failed=retry_failed)
+    done = finished(sweep_dir, runs, retry_failed=retry_failed)
     todo = [r for r in runs if r.id not in done]
     bar = Progress(f"sweep ({len(runs) - len(todo)} of {len(runs)} already done)", len(todo),
                    enabled=progress, metric="failed")
     lines = []
     with (sweep_dir / RESULTS).open("a") as results:
         for line in backend(todo, str(sweep_dir / "runs"), workers):
-            results.write(json.dumps(json_safe(line), default=str) + "\n")
+            results.write(_to_json(line) + "\n")
             results.flush()
             lines.append(line)
             bar.update(len(lines), sum(x["status"] == "failed" for x in lines))
