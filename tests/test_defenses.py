@@ -202,10 +202,31 @@ def test_dpsgd_epsilon_is_calibrated_by_the_accountant():
     event = dp.SelfComposedDpEvent(dp.GaussianDpEvent(steps.noise_multiplier), 5)
     assert 8.0 - 1e-2 <= dp.pld.PLDAccountant().compose(event).get_epsilon(1e-5) <= 8.0 + 1e-6
     assert create("dpsgd").noise_multiplier == 1.0
+    assert create("dpsgd", epsilon=1e6).noise_multiplier < 1e-3  # instant for one release
     with pytest.raises(GradinvError, match="not both"):
         create("dpsgd", epsilon=1.0, noise_multiplier=1.0)
     with pytest.raises(GradinvError, match="delta"):
         create("dpsgd", epsilon=1.0, delta=1.0)
+
+
+def test_dpsgd_epsilon_must_cover_the_clients_local_epochs(case):
+    """An example is in one FedAvg step per local epoch: epsilon calibrated for fewer releases
+    than that would promise more privacy than the client gets."""
+    pytest.importorskip("dp_accounting")
+    model, batch, _ = case
+    fedavg = FedAvgConfig(local_batch_size=1, epochs=2)
+    with pytest.raises(GradinvError, match="give steps=2"):
+        compute_update(model, batch, kind="fedavg", fedavg=fedavg,
+                       defenses=[create("dpsgd", epsilon=2.0)])
+    compute_update(model, batch, kind="fedavg", fedavg=fedavg,
+                   defenses=[create("dpsgd", epsilon=2.0, steps=2)])
+    compute_update(model, batch, kind="fedavg", fedavg=fedavg,
+                   defenses=[create("dpsgd", noise_multiplier=1.0)])  # no promise to check
+
+
+def test_a_setting_given_twice_is_refused():
+    with pytest.raises(GradinvError, match="epsilon is given twice"):
+        parse_spec("dpsgd:epsilon=2,delta=1e-5,epsilon=3")
 
 
 def test_dp_noise_without_the_extra_says_how_to_install(monkeypatch):

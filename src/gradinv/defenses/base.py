@@ -73,6 +73,10 @@ class LocalDefense(Defense):
         """The same computation without the client's randomness, for the attacker's simulated
         client; differentiable and vmappable."""
 
+    def check_releases(self, releases: int) -> None:
+        """Refuse a client whose local recipe uses each example in ``releases`` local steps,
+        when the defense's promise does not cover that many (nothing to check by default)."""
+
 
 REGISTRY: Registry[type[Defense]] = Registry("defense")
 register = REGISTRY.register
@@ -100,6 +104,10 @@ def parse_spec(text: str) -> DefenseSpec:
     pairs = [p.partition("=") for p in rest.split(",")] if rest.strip() else []
     if not name or any(not key.strip() or not sep for key, sep, _ in pairs):
         raise GradinvError(f"bad defense {text!r}; expected NAME or NAME:key=value,key=value")
+    keys = [key.strip() for key, _, _ in pairs]
+    repeated = sorted({k for k in keys if keys.count(k) > 1})
+    if repeated:
+        raise GradinvError(f"bad defense {text!r}: {repeated[0]} is given twice")
     return DefenseSpec(name.strip(), {key.strip(): _literal(value.strip())
                                       for key, _, value in pairs})
 

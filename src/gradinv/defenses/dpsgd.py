@@ -48,14 +48,15 @@ class DPSGD(LocalDefense):
     max_grad_norm`` on the clipped sum, in every local step (defaults: noise multiplier 1.0,
     the floor the Flower docs advise; clipping norm 1.0).
 
-    Or give ``epsilon`` (with ``delta`` and the number of local ``steps``, FedSGD's 1 by
-    default) instead of a noise multiplier: each step is then the Gaussian mechanism on the sum
-    of clipped per-example gradients (sensitivity ``max_grad_norm`` when one example is added
-    or removed), and the noise multiplier is the smallest for which ``steps`` such releases are
-    (epsilon, delta)-DP for each example under the PLD accountant of Google's ``dp-accounting``
-    (as ``dp-noise``; ``pip install 'gradinv[dp]'``). Every step uses the whole batch, so no
-    subsampling amplification is claimed, and rounds the example takes part in later are not
-    counted: the guarantee is per update.
+    Or give ``epsilon`` (with ``delta`` and ``steps``, the local steps each example takes part
+    in: FedSGD's 1 by default, a FedAvg client's local epochs) instead of a noise multiplier:
+    each step is then the Gaussian mechanism on the sum of clipped per-example gradients
+    (sensitivity ``max_grad_norm`` when one example is added or removed), and the noise
+    multiplier is the smallest for which ``steps`` such releases are (epsilon, delta)-DP for
+    each example (``dp-noise``'s calibration, Google's ``dp-accounting``; ``pip install
+    'gradinv[dp]'``). A FedAvg step uses one local batch, so an example is in one step per
+    epoch; a client using its examples more often than ``steps`` is refused. No subsampling
+    amplification is claimed, and later rounds are not counted: the guarantee is per update.
 
     A change of the client's computation, not a transform of its result: the update functions
     of ``gradinv.fl.functional`` take it as their gradient. A knowing attacker simulates the
@@ -82,6 +83,13 @@ class DPSGD(LocalDefense):
             noise_multiplier = calibrated_noise_multiplier(epsilon, delta, steps, "add-remove")
         self.noise_multiplier = 1.0 if noise_multiplier is None else noise_multiplier
         self.max_grad_norm, self.seed = max_grad_norm, seed
+        self.calibrated_steps = None if epsilon is None else steps
+
+    def check_releases(self, releases: int) -> None:
+        if self.calibrated_steps is not None and releases > self.calibrated_steps:
+            raise GradinvError(f"{self.name}: epsilon was calibrated for each example in "
+                               f"{self.calibrated_steps} local step(s), but this client uses "
+                               f"it in {releases} (its local epochs): give steps={releases}")
 
     def gradient(self, client: ClientContext, generator: torch.Generator | None) -> GradientFn:
         module = client.model.module

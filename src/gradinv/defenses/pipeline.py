@@ -70,6 +70,12 @@ class DefensePipeline:
         seed = self.defenses[position].seed
         return None if seed is None else update_generator(seed, round, client_id, position)
 
+    def check_releases(self, releases: int) -> None:
+        """The local defense's check that its promise covers ``releases`` uses of each example
+        (FedSGD: 1; FedAvg: its local epochs)."""
+        if self.local is not None:
+            self.local.check_releases(releases)
+
     def client_gradient(self, client: ClientContext, *, round: int = 0,
                         client_id: int = 0) -> GradientFn | None:
         """The gradient the client's local steps use (None: the plain gradient)."""

@@ -34,12 +34,12 @@ def compute_update(
     fmodel = FunctionalModel(model, mode)  # type: ignore[arg-type]
     images, labels = batch.images, batch.labels
     client = ClientContext(fmodel, images, labels)
+    cfg = None if kind == "fedsgd" else fedavg or FedAvgConfig()
+    pipeline.check_releases(1 if cfg is None else cfg.epochs)  # each epoch uses an example once
     gradient = pipeline.client_gradient(client, round=round, client_id=client_id)
-    if kind == "fedsgd":
+    if cfg is None:
         tensors = fmodel.fedsgd_update(images, labels, gradient)
-        cfg = None
     else:
-        cfg = fedavg or FedAvgConfig()
         tensors = fmodel.fedavg_update(images, labels, cfg, gradient)
     tensors = pipeline.apply(tensors, client, round=round, client_id=client_id)
     return ClientUpdate(

@@ -123,6 +123,7 @@ class FederationConfig:
         if self.threat.defense_known and not self.defenses:
             raise GradinvError("--defense-known says the server knows the client's defenses, "
                                "but there are none; add --defense or drop --defense-known")
+        pipeline.check_releases(1 if self.fedavg is None else self.fedavg.epochs)
         if pipeline.local is not None:
             model = build_model(self.model, channels=self.channels, num_classes=2,
                                 image_size=self.image_size, width=self.width,
