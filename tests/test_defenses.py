@@ -408,9 +408,22 @@ def test_audit_config_records_effective_defenses(tmp_path, capsys):
     assert AuditConfig(defenses=saved["defenses"]).defenses == (  # the record reads back
         DefenseSpec("prune", {"rate": 0.9, "scope": "tensor"}),
         DefenseSpec("noise", {"sigma": 0.01, "seed": 0}))
+    assert "defenses_derived" not in saved  # nothing derived from these settings
     capsys.readouterr()
     assert main(["attack", "--defense", "prune:rate=x", "--out", str(tmp_path)]) == 2
     assert "rate must be a finite number" in capsys.readouterr().err
     assert main(["attack", "--record", str(tmp_path), "--round", "0", "--client", "0",
                  "--defense", "clip"]) == 2
     assert "--defense" in capsys.readouterr().err
+
+
+def test_the_noise_an_epsilon_calls_for_is_recorded(tmp_path):
+    dp = pytest.importorskip("dp_accounting")
+    assert main(["attack", "--attack", "gi", "--model", "lenet", "--image-size", "16",
+                 "--iterations", "2", "--restarts", "1", "--device", "cpu", "--quiet",
+                 "--defense", "dpsgd:epsilon=2,max_grad_norm=0.5", "--out", str(tmp_path)]) == 0
+    (folder,) = tmp_path.iterdir()
+    (derived,) = json.loads((folder / "config.json").read_text())["defenses_derived"]
+    assert derived["name"] == "dpsgd"
+    assert derived["noise_multiplier"] == pytest.approx(dp.get_sigma_gaussian(2.0, 1e-5))
+    assert derived["noise_std"] == pytest.approx(0.5 * derived["noise_multiplier"])

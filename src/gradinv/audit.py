@@ -316,10 +316,13 @@ def run_audit(config: AuditConfig, *, out: str | Path | None = "runs", progress:
 def run_settings(config: object, chosen: dict[str, attacks.Attack],
                  device: torch.device) -> dict:
     """What config.json records: the config, every attack's effective settings (defaults and
-    the prior actually used included) and the device actually used."""
+    the prior actually used included), what the defenses derived from their settings (the
+    noise an epsilon calls for) and the device actually used."""
+    derived = DefensePipeline.from_specs(getattr(config, "defenses", ())).derived
     return {**asdict(config), "device": str(device),  # type: ignore[call-overload]
             "device_requested": config.device,  # type: ignore[attr-defined]
-            "attacks": {name: attack.settings for name, attack in chosen.items()}}
+            "attacks": {name: attack.settings for name, attack in chosen.items()},
+            **({"defenses_derived": derived} if derived else {})}
 
 
 def run_attacks(chosen: dict[str, attacks.Attack], model: nn.Module, observation: Observation,

@@ -44,6 +44,12 @@ class Defense(ABC):
     settings: dict  # every constructor setting as it runs (set by ``create``)
     seed: int | None = None  # random defenses draw from a generator seeded with it
 
+    @property
+    def derived(self) -> dict:
+        """Values the defense computes from its settings and a reader of the run needs (the
+        noise multiplier calibrated to an epsilon); none by default."""
+        return {}
+
 
 class UpdateDefense(Defense):
     """A transform of the client's update tensors (dict name -> tensor) before it is sent."""

@@ -85,6 +85,11 @@ class DPSGD(LocalDefense):
         self.max_grad_norm, self.seed = max_grad_norm, seed
         self.calibrated_steps = None if epsilon is None else steps
 
+    @property
+    def derived(self) -> dict:
+        return {"noise_multiplier": self.noise_multiplier,
+                "noise_std": self.noise_multiplier * self.max_grad_norm}
+
     def check_releases(self, releases: int) -> None:
         if self.calibrated_steps is not None and releases > self.calibrated_steps:
             raise GradinvError(f"{self.name}: epsilon was calibrated for each example in "

@@ -73,6 +73,10 @@ class DPNoise(UpdateDefense):
         self.noise_multiplier = noise_multiplier(epsilon, delta, rounds, relation)
         self.std = self.noise_multiplier * max_norm
 
+    @property
+    def derived(self) -> dict:
+        return {"noise_multiplier": self.noise_multiplier, "noise_std": self.std}
+
     def apply(self, update: Params, *, generator: torch.Generator | None,
               client: ClientContext) -> Params:
         return add_noise(clip_to_norm(update, self.max_norm), self.std, generator)

@@ -62,6 +62,11 @@ class DefensePipeline:
         return tuple(DefenseSpec(d.name, dict(d.settings)) for d in self.defenses)
 
     @property
+    def derived(self) -> list[dict]:
+        """Each defense's derived values (``Defense.derived``), by name, where it has any."""
+        return [{"name": d.name, **d.derived} for d in self.defenses if d.derived]
+
+    @property
     def local(self) -> LocalDefense | None:
         first = self.defenses[0] if self.defenses else None
         return first if isinstance(first, LocalDefense) else None
