@@ -197,6 +197,18 @@ def test_audit_ranks_clients_and_rounds(record, tmp_path):
     assert json.loads((result.folder / "leakage.json").read_text())["ranked_by"] == "mean_psnr"
 
 
+def test_audit_ranks_each_update_by_its_strongest_attack(record):
+    """Two attacks on the same updates: a client leaks what the better one recovers, so its
+    score is the mean over its updates of the best attack's PSNR, not of both attacks'."""
+    config = LeakageAuditConfig(str(record), attack="gi,dlg", hyperparameters={"iterations": 5},
+                                rounds=(0,))
+    result = run_leakage_audit(config, out=None, progress=False)
+    for client in result.clients:  # one update per client in round 0
+        scores = [r["mean_psnr"] for r in result.rows if r["client"] == client["client"]]
+        assert len(scores) == 2 and scores[0] != scores[1]
+        assert client["mean_psnr"] == max(scores)
+
+
 def test_audit_clear_errors(record, tmp_path, capsys):
     def audit(path, *extra):
         code = main(["audit", str(path), "--iterations", "2", "--out", str(tmp_path / "o"),
