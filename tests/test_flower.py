@@ -547,6 +547,7 @@ def test_audit_takes_prior_and_per_attack_settings(record, tmp_path, capsys):
     (["--prior", "fashion-mnist"], "no attack among gi takes 'prior'"),
     (["--set", "gi.bogus=1"], "gi takes no setting 'bogus'"),
     (["--set", "gias.lr=1e-4"], "settings for 'gias', which is not among the chosen attacks"),
+    (["--set", "prune.rate=0.5"], "'prune', a defense the client does not apply here"),
     (["--prior-weights", "w.pt"], "--prior-weights only applies to --prior package.module"),
     (["--set", "gi.lr"], "bad --set 'gi.lr'"),
 ])

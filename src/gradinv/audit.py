@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from . import attacks
+from . import attacks, defenses
 from .checks import MAX_COUNT, MAX_SIZE, check_bool, check_choice, check_int
 from .data import (DATASETS, ImageDataset, adapt_channels, load_dataset, private_batch,
                    resolve_split)
@@ -216,6 +216,10 @@ def attack_arguments(attack: str, hyperparameters: dict,
     names = attack_names(attack)
     accepted = {n: attacks.accepted_hyperparameters(n) for n in names}
     for name, own in attack_settings.items():
+        if name in defenses.available() and name not in accepted:
+            raise GradinvError(f"settings for {name!r}, a defense the client does not apply "
+                               "here: add it with --defense (a record's defenses are the "
+                               "record's)")
         if name not in accepted:
             raise GradinvError(f"settings for {name!r}, which is not among the chosen attacks "
                                f"({', '.join(names)})")

@@ -44,7 +44,7 @@ def add_audit_parser(sub) -> None:
     p.add_argument("record", help="the record folder ('gradinv fl simulate' or gradinv.flower)")
     p.add_argument("--attack", default="gi", help="attack name, or a comma-separated list")
     add_model_factory_argument(p)
-    add_attack_settings_arguments(p)
+    add_attack_settings_arguments(p, defenses=False)
     p.add_argument("--rounds", type=_ints, help="only these rounds, e.g. 0,5,9")
     p.add_argument("--clients", type=_ints, help="only these clients, e.g. 0,3")
     p.add_argument("--max-updates", type=int, help="at most this many updates, spread evenly")

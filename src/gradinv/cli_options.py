@@ -15,12 +15,16 @@ HYPERPARAMETERS = ("iterations", "restarts", "lr", "tv", "cost", "top_k", "laten
                    "init")
 
 
-def add_attack_settings_arguments(p: argparse.ArgumentParser) -> None:
-    """--set, the hyper-parameters every chosen attack that takes them gets, and the prior."""
+def add_attack_settings_arguments(p: argparse.ArgumentParser, *, defenses: bool = True) -> None:
+    """--set, the hyper-parameters every chosen attack that takes them gets, and the prior.
+    ``defenses``: whether --set may also name a chosen defense (not when a record fixes them)."""
     p.add_argument("--set", action="append", metavar="NAME.KEY=VALUE", dest="assignments",
-                   help="one setting of one chosen attack or defense, e.g. --set gias.lr=1e-4 "
-                   "--set gi.tv=1e-3 --set prune.rate=0.5 (value: true/false, int, float or "
-                   "text; repeatable; wins over the shared options below)")
+                   help=("one setting of one chosen attack or defense, e.g. --set gias.lr=1e-4 "
+                         "--set gi.tv=1e-3 --set prune.rate=0.5" if defenses else
+                         "one setting of one chosen attack, e.g. --set gias.lr=1e-4 --set "
+                         "gi.tv=1e-3 (the record fixes the defenses)")
+                   + " (value: true/false, int, float or text; repeatable; wins over the "
+                   "shared options below)")
     p.add_argument("--iterations", type=int, help="every chosen attack's budget (shared)")
     p.add_argument("--restarts", type=int, help="every chosen attack's restarts (shared)")
     p.add_argument("--lr", type=float, help="attack learning rate. This and the options below "
