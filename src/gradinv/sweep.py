@@ -125,6 +125,11 @@ def expand_utility(sweep: dict) -> list[SweepRun]:
         raise GradinvError("[utility] is a table of federation settings; its defenses come "
                            "from [grid.defense] (and [base])")
     shared = {k: base[k] for k in SHARED_KEYS if k in base}
+    try:  # the table itself first, so that its own mistakes are not blamed on a defense
+        config_from_dict(FederationConfig,
+                         {**shared, **table, "defenses": base.get("defenses", [])})
+    except GradinvError as err:
+        raise GradinvError(f"[utility]: {err}") from None
     runs = []
     for label, defenses in _defense_axis(sweep.get("grid", {}).get("defense", {"none": {}})):
         config = {**shared, **table, "defenses": [*base.get("defenses", []), *defenses]}

@@ -100,7 +100,8 @@ class DPSGD(LocalDefense):
         module = client.model.module
         if module.training and any(isinstance(m, BatchNorm2d) for m in module.modules()):
             raise GradinvError("dpsgd needs per-example gradients, and BatchNorm in train mode "
-                               "mixes the examples of a batch: use eval mode (--mode eval)")
+                               "mixes the examples of a batch: use eval mode (--mode eval; in a "
+                               "config or sweep file, threat = { model_mode = \"eval\" })")
         return self._bound(self.noise_multiplier, generator)
 
     def attacker_gradient(self) -> GradientFn:

@@ -119,7 +119,8 @@ def _plot(path: Path, rows: list[dict], defense: str, metric: str) -> None:
     setting = next(r["setting"] for r in rows if r["defense"] == defense)
     ax.set_xlabel(f"{defense} {setting or ''}".strip())
     ax.set_ylabel(METRICS[metric])
-    ax.set_title(f"{METRICS[metric]} vs {defense} (dashed: undefended)")
+    ax.set_title(f"{METRICS[metric]} vs {defense}"
+                 + (" (dashed: undefended)" if baseline else " (no undefended run in the grid)"))
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
