@@ -4,6 +4,7 @@ import inspect
 import json
 import sys
 
+import numpy as np
 import pytest
 import torch
 from torch.func import grad
@@ -222,6 +223,23 @@ def test_dpsgd_epsilon_must_cover_the_clients_local_epochs(case):
                    defenses=[create("dpsgd", epsilon=2.0, steps=2)])
     compute_update(model, batch, kind="fedavg", fedavg=fedavg,
                    defenses=[create("dpsgd", noise_multiplier=1.0)])  # no promise to check
+
+
+def test_runs_of_different_seeds_draw_different_noise(case):
+    """The run's seed is mixed into a random defense's draws (a sweep's seeds, federations of
+    different seeds); seed 0 draws what it drew before the run seed existed."""
+    model, batch, _ = case
+    noise = [create("noise", sigma=0.1)]
+    draw = {s: compute_update(model, batch, defenses=noise, seed=s).tensors for s in (0, 1)}
+    again = compute_update(model, batch, defenses=noise, seed=1).tensors
+    assert all(torch.equal(again[k], draw[1][k]) for k in draw[1])
+    assert not any(torch.equal(draw[0][k], draw[1][k]) for k in draw[0])
+    old = np.random.SeedSequence([0, 0, 0, 0]).generate_state(1, np.uint64)
+    plain = compute_update(model, batch).tensors
+    first = next(iter(plain))
+    expected = plain[first] + 0.1 * torch.randn(plain[first].shape,
+                                                generator=torch.Generator().manual_seed(int(old[0])))
+    assert torch.equal(draw[0][first], expected)
 
 
 def test_a_setting_given_twice_is_refused():

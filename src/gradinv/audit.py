@@ -291,7 +291,7 @@ def run_config(config: AuditConfig, *, progress: bool = False, model: nn.Module 
     check_bn_prior(arguments, config.threat, model)
     update = compute_update(model, batch, kind=config.update, fedavg=config.fedavg,
                             mode=config.threat.model_mode,
-                            defenses=DefensePipeline.from_specs(config.defenses))
+                            defenses=DefensePipeline.from_specs(config.defenses), seed=config.seed)
     observation = observe(update, config.threat)
     outcomes = run_attacks(chosen, model, observation, batch,
                            image_shape=tuple(batch.images.shape[1:]),

@@ -32,10 +32,14 @@ def as_spec(item: SpecLike) -> DefenseSpec:
                        f"not {type(item).__name__}")
 
 
-def update_generator(seed: int, round: int, client_id: int, position: int) -> torch.Generator:
-    """A CPU generator per (seed, round, client, place in the pipeline): every update of a
-    federation gets fresh noise, and the same settings give the same defended update."""
-    state = np.random.SeedSequence([seed, round, client_id, position]).generate_state(1, np.uint64)
+def update_generator(seed: int, round: int, client_id: int, position: int,
+                     run_seed: int = 0) -> torch.Generator:
+    """A CPU generator per (defense seed, round, client, place in the pipeline, run seed):
+    every update of a federation gets fresh noise, runs of different seeds (a sweep's seeds,
+    federations of different seeds) get different noise, and the same settings give the same
+    defended update. Run seed 0 draws what versions without it drew."""
+    entropy = [seed, round, client_id, position] + ([run_seed] if run_seed else [])
+    state = np.random.SeedSequence(entropy).generate_state(1, np.uint64)
     return torch.Generator().manual_seed(int(state[0]))
 
 
@@ -71,9 +75,11 @@ class DefensePipeline:
         first = self.defenses[0] if self.defenses else None
         return first if isinstance(first, LocalDefense) else None
 
-    def _generator(self, position: int, round: int, client_id: int) -> torch.Generator | None:
+    def _generator(self, position: int, round: int, client_id: int,
+                   run_seed: int) -> torch.Generator | None:
         seed = self.defenses[position].seed
-        return None if seed is None else update_generator(seed, round, client_id, position)
+        return None if seed is None else update_generator(seed, round, client_id, position,
+                                                          run_seed)
 
     def check_releases(self, releases: int) -> None:
         """The local defense's check that its promise covers ``releases`` uses of each example
@@ -81,20 +87,21 @@ class DefensePipeline:
         if self.local is not None:
             self.local.check_releases(releases)
 
-    def client_gradient(self, client: ClientContext, *, round: int = 0,
-                        client_id: int = 0) -> GradientFn | None:
+    def client_gradient(self, client: ClientContext, *, round: int = 0, client_id: int = 0,
+                        run_seed: int = 0) -> GradientFn | None:
         """The gradient the client's local steps use (None: the plain gradient)."""
         if self.local is None:
             return None
-        return self.local.gradient(client, self._generator(0, round, client_id))
+        return self.local.gradient(client, self._generator(0, round, client_id, run_seed))
 
     def apply(self, update: Params, client: ClientContext, *, round: int = 0,
-              client_id: int = 0) -> Params:
+              client_id: int = 0, run_seed: int = 0) -> Params:
         """The update transforms, in order, on the client's computed update."""
         for position, defense in enumerate(self.defenses):
             if isinstance(defense, UpdateDefense):
                 update = defense.apply(update, client=client,
-                                       generator=self._generator(position, round, client_id))
+                                       generator=self._generator(position, round, client_id,
+                                                                 run_seed))
         return update
 
     def attacker_gradient(self) -> GradientFn | None:

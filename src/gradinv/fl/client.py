@@ -24,10 +24,12 @@ def compute_update(
     round: int = 0,
     client_id: int = 0,
     defenses: DefensePipeline | Sequence[Defense] = (),
+    seed: int = 0,
 ) -> ClientUpdate:
     """Run the client's local computation on its private batch (FedSGD gradient or FedAvg delta),
     starting from ``model``'s current state (what the server broadcast), then its ``defenses``
-    in order (DP-SGD inside the local steps, the others on the result) before anything is sent."""
+    in order (DP-SGD inside the local steps, the others on the result) before anything is sent.
+    ``seed``: the run's seed, which random defenses mix into their draws."""
     if kind not in ("fedsgd", "fedavg"):
         raise GradinvError(f"update kind must be 'fedsgd' or 'fedavg', not {kind!r}")
     pipeline = defenses if isinstance(defenses, DefensePipeline) else DefensePipeline(defenses)
@@ -36,12 +38,13 @@ def compute_update(
     client = ClientContext(fmodel, images, labels)
     cfg = None if kind == "fedsgd" else fedavg or FedAvgConfig()
     pipeline.check_releases(1 if cfg is None else cfg.epochs)  # each epoch uses an example once
-    gradient = pipeline.client_gradient(client, round=round, client_id=client_id)
+    gradient = pipeline.client_gradient(client, round=round, client_id=client_id,
+                                        run_seed=seed)
     if cfg is None:
         tensors = fmodel.fedsgd_update(images, labels, gradient)
     else:
         tensors = fmodel.fedavg_update(images, labels, cfg, gradient)
-    tensors = pipeline.apply(tensors, client, round=round, client_id=client_id)
+    tensors = pipeline.apply(tensors, client, round=round, client_id=client_id, run_seed=seed)
     return ClientUpdate(
         kind=kind,
         tensors={k: v.detach() for k, v in tensors.items()},

@@ -6,7 +6,7 @@ client holds), so leakage can be audited at any point of training, not only at i
 Clients may apply defenses before sending (``FederationConfig.defenses``), so the utility a
 defense costs can be measured as the accuracy a federation trained with it reaches. Everything
 is seeded: the same config gives a bit-identical record (random defenses draw from their own
-``seed`` setting, per round and client).
+``seed`` setting and the federation's seed, per round and client).
 """
 from __future__ import annotations
 
@@ -189,7 +189,7 @@ class Federation:
             batch = self.client_batch(int(client), rng)
             update = compute_update(self.model, batch, kind=c.update, fedavg=c.fedavg,
                                     mode=c.threat.model_mode, round=round, client_id=int(client),
-                                    defenses=self.defenses)
+                                    defenses=self.defenses, seed=c.seed)
             if on_update is not None:
                 on_update(observe(update, c.threat), batch)
             updates.append(update)
