@@ -211,7 +211,7 @@ CASES = [
     ("attack", ["--defense", "noise:sigma=-1"], "sigma must be"),
     ("attack", ["--defense", "noise:sigma=nan"], "sigma must be"),
     ("attack", ["--defense", "noise:sigma=1e999"], "sigma must be"),
-    ("attack", ["--defense", "noise:bogus=1"], "bad setting for defense noise"),
+    ("attack", ["--defense", "noise:bogus=1"], "defense noise takes no setting 'bogus'; it takes"),
     ("attack", ["--defense", f"noise:seed={HUGE}"], "seed must be"),
     ("attack", ["--defense-known"], "--defense-known says"),
     ("attack", ["--batch-size", "11"], "larger than the number of classes"),

@@ -82,7 +82,7 @@ def test_defense_refuses_bad_settings_by_name(name):
         if parameter != "self":
             with pytest.raises(GradinvError, match=parameter):
                 make(name, **{parameter: "bad"})
-    with pytest.raises(GradinvError, match="bad setting for defense"):
+    with pytest.raises(GradinvError, match=f"defense {name} takes no setting .strength.; it takes"):
         make(name, strength=1)
 
 

@@ -93,8 +93,14 @@ def create(name: str, **settings: object) -> Defense:
     """The defense ``name`` with ``settings``; its ``settings`` attribute then holds every
     setting as it runs, defaults included."""
     cls = REGISTRY.get(name)
+    signature = inspect.signature(cls.__init__)
+    known = [k for k in signature.parameters if k != "self"]
+    unknown = sorted(set(settings) - set(known))
+    if unknown:
+        raise GradinvError(f"defense {name} takes no setting {unknown[0]!r}; it takes "
+                           f"{', '.join(known)}")
     try:
-        bound = inspect.signature(cls.__init__).bind(None, **settings)
+        bound = signature.bind(None, **settings)
     except TypeError as err:
         raise GradinvError(f"bad setting for defense {name}: {err}") from None
     defense = cls(**settings)
