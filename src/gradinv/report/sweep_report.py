@@ -116,6 +116,9 @@ def _plot(path: Path, rows: list[dict], defense: str, metric: str) -> None:
         ax.errorbar(x, mean, yerr=std, marker="o", capsize=3, label=label, color=curve_colour(i))
         if label in baseline:
             ax.axhline(baseline[label], linestyle="--", color=curve_colour(i), alpha=0.6)
+    strengths = [v for xs, _, _ in curves.values() for v in xs if isinstance(v, (int, float))]
+    if strengths and min(strengths) > 0 and max(strengths) >= 100 * min(strengths):
+        ax.set_xscale("log")  # noise sigmas, epsilons: decades apart
     setting = next(r["setting"] for r in rows if r["defense"] == defense)
     ax.set_xlabel(f"{defense} {setting or ''}".strip())
     ax.set_ylabel(METRICS[metric])
