@@ -67,6 +67,11 @@ def test_config_errors_name_the_field(change, field):
         FederationConfig(**change)
 
 
+def test_clients_per_round_defaults_to_what_the_federation_has():
+    assert FederationConfig().clients_per_round == 4
+    assert FederationConfig(num_clients=3).clients_per_round == 3
+
+
 def _config(**change):
     """4 clients on the embedded images at 16 px grey: a federation that runs in about a second."""
     settings = dict(model="convnet", width=4, dataset="default", image_size=16, num_clients=4,

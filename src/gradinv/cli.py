@@ -300,7 +300,8 @@ def _add_fl_parser(sub) -> None:
                    f"classes per client; default {federation.ALPHA})")
     p.add_argument("--classes-per-client", type=int, help="classes partition: classes each "
                    f"client holds (default {federation.CLASSES_PER_CLIENT})")
-    p.add_argument("--clients-per-round", type=int, default=d.clients_per_round)
+    p.add_argument("--clients-per-round", type=int, help="clients sampled each round "
+                   f"(default {federation.CLIENTS_PER_ROUND}, or all if fewer)")
     p.add_argument("--rounds", type=int, default=d.rounds)
     p.add_argument("--batch-size", type=int, default=d.batch_size,
                    help="images a client draws from its data each round (its private batch)")

@@ -40,6 +40,7 @@ from .recorder import RecordWriter
 # classes per client of the 'classes' partition, FedSGD's server step size, and how many test
 # images score each round (at most: a smaller test split is used whole).
 WIDTH, ALPHA, CLASSES_PER_CLIENT, SERVER_LR, TEST_IMAGES = 16, 0.5, 2, 0.1, 1000
+CLIENTS_PER_ROUND = 4  # sampled each round (all clients of a smaller federation)
 
 UpdateHook = Callable[[Observation, PrivateBatch], None]
 RoundHook = Callable[[int, dict[str, torch.Tensor], float], None]
@@ -68,7 +69,7 @@ class FederationConfig:
     partition: str = "iid"
     alpha: float | None = None
     classes_per_client: int | None = None
-    clients_per_round: int = 4
+    clients_per_round: int | None = None  # None: CLIENTS_PER_ROUND, or all if fewer
     rounds: int = 30
     update: UpdateKind = "fedsgd"
     batch_size: int = 16
@@ -96,6 +97,8 @@ class FederationConfig:
         for name in ("num_clients", "rounds", "batch_size"):
             check_int(name, getattr(self, name), low=1)
         check_int("test_images", self.test_images, low=1, optional=True)
+        if self.clients_per_round is None:
+            object.__setattr__(self, "clients_per_round", min(CLIENTS_PER_ROUND, self.num_clients))
         check_int("clients_per_round", self.clients_per_round, low=1, high=self.num_clients)
         check_int("seed", self.seed, low=0, high=2**63 - 1)
         check_bool("store_private", self.store_private)
