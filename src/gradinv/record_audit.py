@@ -22,7 +22,7 @@ from .audit import (AuditResult, Outcome, PriorSpec, attack_arguments, build_att
                     run_settings, write_report)
 from .files import check_writable
 from .fl.private import load_private_batch
-from .fl.record import Record, describe_module, first_difference, open_record
+from .fl.record import ModelSpec, Record, describe_module, first_difference, open_record
 from .models import adapt_model
 from .settings import save_config
 from .types import GradinvError, Observation, PrivateBatch
@@ -120,7 +120,11 @@ def check_model_fits(model: nn.Module, record: Record) -> None:
         role = "a parameter" if name in ours else "a buffer"
         problem = f"{name} is {role} of the record's model but not of the given model"
     if problem is not None:
-        raise GradinvError(f"the given model does not fit the record {record.path}: {problem}")
+        named = record.meta.model
+        hint = (f" (the record names gradinv's {named.name}, which needs no model: drop "
+                "--model-factory)" if isinstance(named, ModelSpec) else "")
+        raise GradinvError(f"the given model does not fit the record {record.path}: "
+                           f"{problem}{hint}")
 
 
 def attack_recorded(chosen: dict[str, Attack], model: nn.Module, record: Record,
