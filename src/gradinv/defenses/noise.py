@@ -54,8 +54,9 @@ class DPNoise(UpdateDefense):
     every entry, z being the smallest noise multiplier for which the privacy-loss-distribution
     accountant of Google's ``dp-accounting`` (``PLDAccountant``, Doroshenko et al. 2022) gives at
     most ``epsilon`` at ``delta`` after ``rounds`` such releases (the rounds the client takes
-    part in; no subsampling amplification is claimed). Needs ``pip install 'gradinv[dp]'``.
-    A knowing attacker replays the clipping.
+    part in; no subsampling amplification is claimed); for one release that is the analytic
+    Gaussian mechanism's multiplier from the same library (exact, and instant at any epsilon).
+    Needs ``pip install 'gradinv[dp]'``. A knowing attacker replays the clipping.
     """
 
     name = "dp-noise"
