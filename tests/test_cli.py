@@ -42,6 +42,7 @@ def test_list_shows_every_attack(capsys):
     assert code == 0
     for name in available():
         assert name in out
+    assert "priors (--prior): fashion-mnist" in out
 
 
 

@@ -246,6 +246,8 @@ def cmd_list(args: argparse.Namespace) -> None:
         print(f"  {name:8s} {summary}")
     print(f"models:   {', '.join(available_models())}")
     print(f"datasets: {', '.join(DATASETS)}")
+    print("priors (--prior): fashion-mnist (shipped), faces (DigiFace DCGAN, make faces), a "
+          "generator.pt from 'gradinv prior train' or 'prior learn', package.module:factory")
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
