@@ -110,10 +110,8 @@ class AuditConfig:
         check_choice("init_scheme", self.init_scheme, sorted(INIT_SCHEMES))
         object.__setattr__(self, "split", resolve_split(self.dataset, self.split))
         object.__setattr__(self, "fedavg", resolve_fedavg(self.update, self.fedavg, self.threat))
-        object.__setattr__(self, "defenses", DefensePipeline.from_specs(self.defenses).specs)
-        if self.threat.defense_known and not self.defenses:
-            raise GradinvError("--defense-known says the server knows the client's defenses, "
-                               "but there are none; add --defense or drop --defense-known")
+        object.__setattr__(self, "defenses",
+                           DefensePipeline.for_client(self.defenses, self.threat).specs)
 
 
 def check_attack_settings(config: object) -> None:
@@ -289,15 +287,16 @@ def run_config(config: AuditConfig, *, progress: bool = False, model: nn.Module 
                             width=config.width, seed=config.model_seed,
                             init_scheme=config.init_scheme)
     check_bn_prior(arguments, config.threat, model)
+    pipeline = DefensePipeline.from_specs(config.defenses)
     update = compute_update(model, batch, kind=config.update, fedavg=config.fedavg,
-                            mode=config.threat.model_mode,
-                            defenses=DefensePipeline.from_specs(config.defenses), seed=config.seed)
+                            mode=config.threat.model_mode, defenses=pipeline, seed=config.seed)
     observation = observe(update, config.threat)
     outcomes = run_attacks(chosen, model, observation, batch,
                            image_shape=tuple(batch.images.shape[1:]),
                            data_channels=data.channels, num_classes=data.num_classes,
                            seed=config.attack_seed, device=device, progress=progress)
-    return RunOutcome(config, outcomes, batch, run_settings(config, chosen, device))
+    return RunOutcome(config, outcomes, batch,
+                      run_settings(config, chosen, device, defenses_derived=pipeline.derived))
 
 
 def run_audit(config: AuditConfig, *, out: str | Path | None = "runs", progress: bool = True,
@@ -317,16 +316,16 @@ def run_audit(config: AuditConfig, *, out: str | Path | None = "runs", progress:
     return AuditResult(run.outcomes, run.truth.images, folder)
 
 
-def run_settings(config: object, chosen: dict[str, attacks.Attack],
-                 device: torch.device) -> dict:
+def run_settings(config: object, chosen: dict[str, attacks.Attack], device: torch.device, *,
+                 defenses_derived: list[dict] | None = None) -> dict:
     """What config.json records: the config, every attack's effective settings (defaults and
-    the prior actually used included), what the defenses derived from their settings (the
-    noise an epsilon calls for) and the device actually used."""
-    derived = DefensePipeline.from_specs(getattr(config, "defenses", ())).derived
+    the prior actually used included), what the client's defenses derived from their settings
+    (the noise an epsilon calls for; ``DefensePipeline.derived``) and the device actually
+    used."""
     return {**asdict(config), "device": str(device),  # type: ignore[call-overload]
             "device_requested": config.device,  # type: ignore[attr-defined]
             "attacks": {name: attack.settings for name, attack in chosen.items()},
-            **({"defenses_derived": derived} if derived else {})}
+            **({"defenses_derived": defenses_derived} if defenses_derived else {})}
 
 
 def run_attacks(chosen: dict[str, attacks.Attack], model: nn.Module, observation: Observation,

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from ..types import DefenseSpec, GradinvError
+from ..types import DefenseSpec, GradinvError, ThreatModel
 from .base import ClientContext, Defense, LocalDefense, Params, UpdateDefense, create, parse_spec
 
 if TYPE_CHECKING:
@@ -59,6 +59,16 @@ class DefensePipeline:
         if isinstance(specs, (str, DefenseSpec)) or not isinstance(specs, Iterable):
             raise GradinvError(f"defenses must be a list of defenses, not {type(specs).__name__}")
         return cls([create(s.name, **s.settings) for s in map(as_spec, specs)])
+
+    @classmethod
+    def for_client(cls, specs: Iterable[SpecLike], threat: ThreatModel) -> DefensePipeline:
+        """The client's defenses (``from_specs``) under ``threat``, which may not say the
+        server knows defenses when there are none (what would it replay?)."""
+        pipeline = cls.from_specs(specs)
+        if threat.defense_known and not pipeline.defenses:
+            raise GradinvError("--defense-known says the server knows the client's defenses, "
+                               "but there are none; add --defense or drop --defense-known")
+        return pipeline
 
     @property
     def specs(self) -> tuple[DefenseSpec, ...]:

@@ -121,11 +121,8 @@ class FederationConfig:
         """Normalise the defenses, and refuse before any round runs what would fail in the
         first one: a defense that changes the local computation (DP-SGD) checks the client's
         model when it builds its gradient, so it is built once here on the victim."""
-        pipeline = DefensePipeline.from_specs(self.defenses)
+        pipeline = DefensePipeline.for_client(self.defenses, self.threat)
         object.__setattr__(self, "defenses", pipeline.specs)
-        if self.threat.defense_known and not self.defenses:
-            raise GradinvError("--defense-known says the server knows the client's defenses, "
-                               "but there are none; add --defense or drop --defense-known")
         pipeline.check_releases(1 if self.fedavg is None else self.fedavg.epochs)
         if pipeline.local is not None:
             model = build_model(self.model, channels=self.channels, num_classes=2,
