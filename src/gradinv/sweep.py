@@ -221,19 +221,26 @@ def _run_utility(run: SweepRun, runs_dir: str) -> dict:
                         "rounds": len(history)}}
 
 
+def read_results(sweep_dir: str | Path) -> dict[str, dict]:
+    """Each unit's last line in results.jsonl, by id ({} when there is none yet); a line
+    written before utility units existed has no kind and is an attack run's."""
+    path = Path(sweep_dir) / RESULTS
+    if not path.exists():
+        return {}
+    last = {}
+    for text in path.read_text().splitlines():
+        if text.strip():
+            line = json.loads(text)
+            last[line["id"]] = {"kind": "attack", **line}
+    return last
+
+
 def finished(sweep_dir: Path, runs: list[SweepRun], *, retry_failed: bool) -> set[str]:
     """Ids of ``runs`` with a line in results.jsonl (the last line of an id counts); failed
     ones only unless ``retry_failed``. A line whose configuration is not the run's (the sweep
     file changed since) is refused: skipping it would report stale results as current, and
     rerunning it would mix two sweeps in one folder."""
-    path = sweep_dir / RESULTS
-    if not path.exists():
-        return set()
-    last = {}
-    for text in path.read_text().splitlines():
-        if text.strip():
-            line = json.loads(text)
-            last[line["id"]] = line
+    last = read_results(sweep_dir)
     for run in runs:
         if run.id in last and last[run.id].get("config") != _as_written(run.config):
             raise GradinvError(f"{sweep_dir} holds a result for {run.id} made with other "

@@ -18,6 +18,7 @@ from pathlib import Path
 from statistics import fmean, pstdev
 
 from ..checks import GradinvError
+from ..sweep import RESULTS, read_results
 from .defense_grid import write_reconstruction_grids
 from .levels import level_of
 from .plots import curve_colour, pyplot
@@ -30,15 +31,10 @@ METRICS = {"mean_psnr": "mean PSNR (dB)", "mean_ssim": "mean SSIM"}
 def load_results(sweep_dir: str | Path) -> list[dict]:
     """The sweep's finished units (the last line of each id) that succeeded; a line without a
     kind (written before utility units existed) is an attack run."""
-    path = Path(sweep_dir) / "results.jsonl"
-    if not path.exists():
-        raise GradinvError(f"{sweep_dir} holds no results.jsonl (run 'gradinv sweep' first)")
-    last = {}
-    for text in path.read_text().splitlines():
-        if text.strip():
-            line = json.loads(text)
-            last[line["id"]] = {"kind": "attack", **line}
-    return [line for line in last.values() if line["status"] == "ok" and "point" in line]
+    if not (Path(sweep_dir) / RESULTS).exists():
+        raise GradinvError(f"{sweep_dir} holds no {RESULTS} (run 'gradinv sweep' first)")
+    return [line for line in read_results(sweep_dir).values()
+            if line["status"] == "ok" and "point" in line]
 
 
 def summarise(lines: list[dict], utility: dict[tuple, dict] | None = None) -> list[dict]:
