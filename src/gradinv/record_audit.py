@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, Union
+from typing import Union
 
 import torch
 from torch import nn
@@ -30,12 +30,12 @@ from .user_code import build_module, call_factory
 
 
 @dataclass(frozen=True)
-class RecordAuditConfig:
-    """Which recorded update to attack, and with what; saved in the run folder."""
+class RecordAttackConfig:
+    """What attacking a record takes, shared by one update's attack (``RecordAuditConfig``)
+    and the whole record's audit (``record_leakage.LeakageAuditConfig``): the record, the
+    attacks with their settings and prior, the user's model factory, the seed and device."""
 
     record: str
-    round: int
-    client: int
     attack: str = "gi"
     hyperparameters: dict = field(default_factory=dict)
     attack_settings: dict[str, dict] = field(default_factory=dict)
@@ -49,16 +49,12 @@ class RecordAuditConfig:
         check_model_factory(self.model_factory)
 
 
-class RecordAttackConfig(Protocol):
-    """What RecordAuditConfig and LeakageAuditConfig share: a record and the attacks on it."""
+@dataclass(frozen=True)
+class RecordAuditConfig(RecordAttackConfig):
+    """Which recorded update to attack, and with what; saved in the run folder."""
 
-    record: str
-    attack: str
-    hyperparameters: dict
-    attack_settings: dict[str, dict]
-    prior: PriorSpec | None
-    model_factory: str | None
-    device: str
+    round: int = field(kw_only=True)
+    client: int = field(kw_only=True)
 
 
 # The user's own client model: a module, or a factory (callable or import path) building one.

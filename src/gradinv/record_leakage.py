@@ -12,18 +12,17 @@ from __future__ import annotations
 
 import html
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from statistics import fmean
 
 import numpy as np
 
-from .audit import PriorSpec, check_attack_settings
 from .checks import check_int
 from .fl.private import load_private_batch
 from .fl.record import Entry, Record
 from .progress import Progress
-from .record_audit import (UserModel, attack_recorded, check_model_factory,
+from .record_audit import (RecordAttackConfig, UserModel, attack_recorded,
                            prepare_record_attacks)
 from .report.plots import line_chart
 from .report.png import CURVE_COLOURS
@@ -32,24 +31,15 @@ from .types import GradinvError
 
 
 @dataclass(frozen=True)
-class LeakageAuditConfig:
+class LeakageAuditConfig(RecordAttackConfig):
     """Which updates of ``record`` to attack (all by default), and with what."""
 
-    record: str
-    attack: str = "gi"
-    hyperparameters: dict = field(default_factory=dict)
-    attack_settings: dict[str, dict] = field(default_factory=dict)
-    prior: PriorSpec | None = None
-    model_factory: str | None = None
     rounds: tuple[int, ...] | None = None
     clients: tuple[int, ...] | None = None
     max_updates: int | None = None
-    seed: int = 0
-    device: str = "auto"
 
     def __post_init__(self) -> None:
-        check_attack_settings(self)
-        check_model_factory(self.model_factory)
+        super().__post_init__()
         for name in ("rounds", "clients"):
             value = getattr(self, name)
             if value is not None:
