@@ -3,7 +3,7 @@
 1. A Fashion-MNIST federation is simulated and recorded (train split across 20 clients, FedSGD,
    batches of 4, ConvNet with the Kaiming fan_out init, BatchNorm in train mode as clients
    train, 1 channel, 32 px); private batches are not stored.
-2. GIML learns a DCGAN from the record's observed updates only (``gradinv.priors.giml``).
+2. GIML learns a DCGAN from the record's observed updates only (``gradinv.attacks.giml``).
 3. Evaluation on held-out **test** batches (never used for learning), attacked against the final
    global model with the same budget: GI; GIAS with the untrained generator GIML starts from;
    GIAS with the GIML-learned generator; GIAS with the shipped prior trained on real images
@@ -38,9 +38,9 @@ from gradinv.audit import evaluate, resolve_device
 from gradinv.data import load_dataset, private_batch
 from gradinv.fl import compute_update, observe
 from gradinv.fl.federation import FederationConfig, simulate
-from gradinv.fl.record import open_record
+from gradinv.record import open_record
 from gradinv.priors import Prior, load_prior
-from gradinv.priors.giml import GIMLConfig, learn_prior, untrained_generator
+from gradinv.attacks.giml import GIMLConfig, learn_prior, untrained_generator
 from gradinv.report import image_grid, write_png
 from gradinv.types import ThreatModel
 

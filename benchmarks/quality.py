@@ -32,7 +32,7 @@ from gradinv.models import INIT_SCHEMES, build_model
 from gradinv.metrics import psnr
 from gradinv.priors import load_prior, project
 from gradinv.report import image_grid, write_png
-from gradinv.settings import parse_assignment
+from gradinv.audit.config import parse_assignment
 from gradinv.types import GradinvError, ThreatModel
 
 

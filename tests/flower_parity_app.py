@@ -22,8 +22,8 @@ from flwr.simulation import run_simulation
 
 from gradinv.fl.federation import Federation, FederationConfig
 from gradinv.fl.functional import FunctionalModel
-from gradinv.flower import RecordingStrategy, client_reply
-from gradinv.settings import config_from_dict
+from gradinv.record.flower import RecordingStrategy, client_reply
+from gradinv.audit.config import config_from_dict
 from gradinv.types import PrivateBatch
 
 

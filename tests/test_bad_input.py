@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from gradinv.cli import main
-from gradinv.fl.record import open_record
+from gradinv.record import open_record
 from gradinv.priors import DCGANGenerator
 
 HUGE = str(2**64)

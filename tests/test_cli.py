@@ -123,11 +123,10 @@ def test_config_names_the_prior_actually_used(tmp_path, capsys):
 
 
 def test_unwritable_out_is_refused_before_the_attack(tmp_path, capsys, monkeypatch):
-    import sys
-    audit = sys.modules["gradinv.audit"]  # the package exports a function of the same name
+    from gradinv.audit import batch
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    monkeypatch.setattr(audit, "run_attacks", lambda *a, **k: pytest.fail("attack ran"))
+    monkeypatch.setattr(batch, "run_attacks", lambda *a, **k: pytest.fail("attack ran"))
     code, _, err = _run(capsys, "attack", "--out", str(blocker / "runs"), "--quiet")
     assert code == 2 and "is not a folder" in err
 

@@ -1,4 +1,4 @@
-"""gradinv.flower: recording a Flower federation, and auditing the record (gradinv audit)."""
+"""gradinv.record.flower: recording a Flower federation, and auditing the record (gradinv audit)."""
 import json
 import re
 import os
@@ -16,11 +16,11 @@ from flwr.serverapp.strategy import FedAvg
 
 from gradinv.cli import main
 from gradinv.fl.client import compute_update
-from gradinv.fl.private import load_private_batch
-from gradinv.fl.record import ModelSpec, open_record
-from gradinv.flower import RecordingStrategy, client_reply
+from gradinv.record.private import load_private_batch
+from gradinv.record import ModelSpec, open_record
+from gradinv.record.flower import RecordingStrategy, client_reply
 from gradinv.models import build_model
-from gradinv.record_leakage import LeakageAuditConfig, run_leakage_audit
+from gradinv.audit.record import LeakageAuditConfig, run_leakage_audit
 from gradinv.types import GradinvError, PrivateBatch, ThreatModel
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -319,7 +319,7 @@ def test_flower_and_gradinv_federations_agree_in_every_round(tmp_path, one_threa
     from gradinv import attacks
     from gradinv.fl.client import observe
     from gradinv.fl.federation import Federation, FederationConfig, aggregate, simulate
-    from gradinv.settings import config_from_dict
+    from gradinv.audit.config import config_from_dict
 
     from flower_parity_app import client_batch
 
@@ -366,11 +366,11 @@ def test_flower_and_gradinv_federations_agree_in_every_round(tmp_path, one_threa
 
 
 def test_missing_flower_is_one_clear_error():
-    """Without Flower, gradinv.flower says how to get it; the rest of gradinv, 'gradinv audit'
+    """Without Flower, gradinv.record.flower says how to get it; the rest of gradinv, 'gradinv audit'
     included, does not need it."""
     code = ("import sys; sys.modules['flwr'] = None\n"
-            "import gradinv.cli, gradinv.record_leakage\n"
-            "try:\n    import gradinv.flower\nexcept ImportError as e:\n    print(e)\n")
+            "import gradinv.cli, gradinv.audit.record\n"
+            "try:\n    import gradinv.record.flower\nexcept ImportError as e:\n    print(e)\n")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=60)
     assert done.returncode == 0 and "pip install 'gradinv[flower]'" in done.stdout

@@ -9,8 +9,8 @@ from gradinv.data import private_batch
 from gradinv.fl import compute_update, observe
 from gradinv.models import build_model
 from gradinv.priors import load_prior
-from gradinv.priors import giml
-from gradinv.priors.giml import GIMLConfig, learn_prior, meta_step, untrained_generator
+from gradinv.attacks import giml
+from gradinv.attacks.giml import GIMLConfig, learn_prior, meta_step, untrained_generator
 from gradinv.types import GradinvError, ThreatModel
 
 TINY = dict(width=8, latent_dim=16, latent_iterations=4, adapt_iterations=4, sample_every=2,

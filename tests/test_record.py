@@ -10,8 +10,8 @@ import torch
 from gradinv.cli import main
 from gradinv.data import private_batch
 from gradinv.fl import RecordWriter, compute_update, observe, open_record
-from gradinv.fl.private import load_private_batch
-from gradinv.fl.record import ModelSpec, Record, RecordMeta
+from gradinv.record.private import load_private_batch
+from gradinv.record import ModelSpec, Record, RecordMeta
 from gradinv.types import FedAvgConfig, GradinvError, ThreatModel
 
 SPEC = ModelSpec("convnet", 4, 1, 10, 16, "kaiming-fan-out")
@@ -131,7 +131,7 @@ def test_attack_path_cannot_reach_private_batches(tmp_path, default_data):
     code = ("import sys, gradinv, gradinv.attacks\n"
             "from gradinv.fl import open_record\n"
             f"open_record({str(tmp_path)!r}).observation(0, 3)\n"
-            "assert 'gradinv.fl.private' not in sys.modules")
+            "assert 'gradinv.record.private' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
     shutil.rmtree(tmp_path / "private")  # a record shared without its ground truth
     assert load_private_batch(tmp_path, 0, 3) is None
@@ -207,7 +207,7 @@ def test_record_of_an_architecture_stays_format_version_1(tmp_path, default_data
 def test_model_description_round_trips_and_is_checked(tmp_path):
     from torch import nn
 
-    from gradinv.fl.record import describe_module
+    from gradinv.record.model import describe_module
 
     module = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Flatten(),
                            nn.Linear(2 * 14 * 14, 10))

@@ -3,9 +3,10 @@ import json
 
 import pytest
 
-from gradinv.audit import AuditConfig, PriorSpec, attack_arguments, build_attacks, run_config
+from gradinv.audit import AuditConfig, PriorSpec, run_config
+from gradinv.audit.engine import attack_arguments, build_attacks
 from gradinv.cli import main
-from gradinv.settings import load_config, parse_assignment, parse_value, save_config
+from gradinv.audit.config import load_config, parse_assignment, parse_value, save_config
 from gradinv.types import DefenseSpec, FedAvgConfig, GradinvError, ThreatModel
 
 TINY = ["--model", "lenet", "--image-size", "16", "--iterations", "3", "--restarts", "1",
@@ -152,7 +153,8 @@ def test_run_folders_never_collide_between_threads(tmp_path):
 
 
 def test_an_option_given_with_config_rederives_what_the_file_resolved(tmp_path):
-    from gradinv.cli import build_parser, config_from_args
+    from gradinv.cli import build_parser
+    from gradinv.cli.attack import config_from_args
     save_config(AuditConfig(model="lenet", seed=2), tmp_path / "run.toml")
     args = build_parser().parse_args(["attack", "--config", str(tmp_path / "run.toml"),
                                       "--model", "convnet", "--seed", "5"])

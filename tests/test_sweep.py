@@ -1,13 +1,12 @@
 """Sweeps: grid expansion, one JSON line per run, resume, failures recorded, worker processes."""
 import json
-import sys
 import time
 
 import pytest
 
 from gradinv.cli import main
-from gradinv.settings import read_toml
-from gradinv.sweep import expand_grid, run_sweep
+from gradinv.audit.config import read_toml
+from gradinv.audit.sweep import expand_grid, run_sweep
 from gradinv.types import GradinvError
 
 SWEEP = """
@@ -68,8 +67,8 @@ def test_grid_expands_every_combination(tmp_path):
 
 
 def test_sweep_records_failures_resumes_and_retries(tmp_path, monkeypatch, capsys):
-    audit = sys.modules["gradinv.audit"]
-    real = audit.run_audit
+    from gradinv.audit import batch
+    real = batch.run_audit
 
     def flaky(config, **kw):
         if config.attack == "dlg" and config.defenses:
@@ -77,7 +76,7 @@ def test_sweep_records_failures_resumes_and_retries(tmp_path, monkeypatch, capsy
         return real(config, **kw)
 
     (tmp_path / "s.toml").write_text(SWEEP)
-    monkeypatch.setattr(audit, "run_audit", flaky)
+    monkeypatch.setattr(batch, "run_audit", flaky)
     out = tmp_path / "sweep"
     assert main(["sweep", str(tmp_path / "s.toml"), "--out", str(out), "--quiet"]) == 2
     printed = capsys.readouterr()
@@ -89,7 +88,7 @@ def test_sweep_records_failures_resumes_and_retries(tmp_path, monkeypatch, capsy
     assert "mean_psnr" in lines[0]["metrics"]["gi"] and len(list((out / "runs").iterdir())) == 3
 
     assert run_sweep(tmp_path / "s.toml", out, progress=False) == []  # resumes: nothing left
-    monkeypatch.setattr(audit, "run_audit", real)
+    monkeypatch.setattr(batch, "run_audit", real)
     retried = run_sweep(tmp_path / "s.toml", out, retry_failed=True, progress=False)
     assert [(x["id"], x["status"]) for x in retried] == [("dlg__prune-rate=0.5__B1__seed0", "ok")]
     assert len(_lines(out)) == 5
@@ -118,7 +117,7 @@ def test_ray_gives_the_same_metrics_and_leaves_nothing_running(tmp_path, monkeyp
 
     import torch
     pytest.importorskip("ray")
-    from gradinv.sweep import ray_backend
+    from gradinv.audit.sweep import ray_backend
 
     def ray_processes() -> set[str]:
         return set(subprocess.run(["pgrep", "-f", "raylet|gcs_server|ray::"],

@@ -5,9 +5,9 @@ import struct
 
 import pytest
 
-from gradinv.report.sweep_report import write_sweep_report
-from gradinv.settings import read_toml
-from gradinv.sweep import expand, run_sweep
+from gradinv.audit.sweep_report import write_sweep_report
+from gradinv.audit.config import read_toml
+from gradinv.audit.sweep import expand, run_sweep
 from gradinv.types import GradinvError
 
 SWEEP = """

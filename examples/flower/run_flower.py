@@ -12,9 +12,9 @@ audit names its factory (gradinv never imports code named in a record)::
     python examples/flower/run_flower.py --record records/flower-own --own-model
     PYTHONPATH=examples/flower gradinv audit records/flower-own --model-factory client_model:Net
 
-The ServerApp runs Flower's FedAvg wrapped in ``gradinv.flower.RecordingStrategy``; each
+The ServerApp runs Flower's FedAvg wrapped in ``gradinv.record.flower.RecordingStrategy``; each
 ClientApp trains the global model on a batch of its own partition with plain SGD (in torch
-train mode) and replies with ``gradinv.flower.client_reply``: its arrays, number of examples,
+train mode) and replies with ``gradinv.record.flower.client_reply``: its arrays, number of examples,
 local recipe, labels and, for this self-audit, its batch (kept under the record's private/ so
 the audit can score reconstructions). Everything runs in-process on CPU with
 ``flwr.simulation.run_simulation``. Fashion-MNIST is read from the system's dataset package
@@ -40,8 +40,8 @@ from flwr.simulation import run_simulation  # noqa: E402
 from gradinv.data import load_dataset, to_model_input  # noqa: E402
 from gradinv.data.partition import partition  # noqa: E402
 from client_model import Net  # noqa: E402
-from gradinv.fl.record import ModelSpec  # noqa: E402
-from gradinv.flower import RecordingStrategy, client_reply  # noqa: E402
+from gradinv.record import ModelSpec  # noqa: E402
+from gradinv.record.flower import RecordingStrategy, client_reply  # noqa: E402
 from gradinv.models import DEFAULT_WIDTH, build_model, default_init_scheme  # noqa: E402
 from gradinv.types import GradinvError, PrivateBatch  # noqa: E402
 

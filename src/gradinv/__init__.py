@@ -1,9 +1,9 @@
 """gradinv: audit the privacy of federated learning with gradient inversion attacks."""
-__version__ = "0.1.0"
-
-from .audit import AuditConfig, AuditResult, audit, run_audit  # noqa: E402
-from .types import (ClientUpdate, FedAvgConfig, GradinvError, Observation,  # noqa: E402
-                    PrivateBatch, Reconstruction, ThreatModel)
+from .audit import AuditConfig, AuditResult, audit, run_audit
+from .types import (ClientUpdate, FedAvgConfig, GradinvError, Observation, PrivateBatch,
+                    Reconstruction, ThreatModel)
+from .version import __version__
 
 __all__ = ["AuditConfig", "AuditResult", "ClientUpdate", "FedAvgConfig", "GradinvError",
-           "Observation", "PrivateBatch", "Reconstruction", "ThreatModel", "audit", "run_audit"]
+           "Observation", "PrivateBatch", "Reconstruction", "ThreatModel", "__version__", "audit",
+           "run_audit"]

@@ -8,19 +8,37 @@ ground truth.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, Protocol
 
 import torch
+from torch import nn
 
 from .checks import MAX_RATE, GradinvError, check_bool, check_choice, check_float, check_int
 
-__all__ = ["ClientUpdate", "DefenseSpec", "FedAvgConfig", "GradinvError", "ModelMode",
-           "Observation", "PrivateBatch", "Reconstruction", "ThreatModel", "UpdateKind",
-           "resolve_fedavg"]
+__all__ = ["ClientUpdate", "DefenseSpec", "FedAvgConfig", "FunctionalState", "GradientFn",
+           "GradinvError", "LossFn", "ModelMode", "Observation", "Params", "PrivateBatch",
+           "Reconstruction", "ThreatModel", "UpdateKind", "resolve_fedavg"]
 
 ModelMode = Literal["eval", "train"]
 UpdateKind = Literal["fedsgd", "fedavg"]
+# A model's parameters (or an update of them, or its buffers) by name.
+Params = dict[str, torch.Tensor]
+# (params, images, labels) -> the mean loss of a batch.
+LossFn = Callable[[Params, torch.Tensor, torch.Tensor], torch.Tensor]
+# (loss, params, images, labels) -> the gradient a local step uses: by default grad(loss); a
+# client-side defense such as DP-SGD (gradinv.defenses.dpsgd) clips and noises it instead.
+GradientFn = Callable[[LossFn, Params, torch.Tensor, torch.Tensor], Params]
+
+
+class FunctionalState(Protocol):
+    """A model with its weights as plain tensors (``gradinv.fl.functional.FunctionalModel``):
+    what a client-side defense reads of the client's model."""
+
+    module: nn.Module
+    params: Params
+    buffers: Params
 
 
 @dataclass(frozen=True)

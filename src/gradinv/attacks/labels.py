@@ -4,15 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..models.inspect import last_layer
 from ..types import GradinvError, Observation
-
-
-def last_layer(model: nn.Module) -> str:
-    """Name of the final linear layer (the classifier)."""
-    names = [n for n, m in model.named_modules() if isinstance(m, nn.Linear)]
-    if not names:
-        raise GradinvError("label inference needs a model whose last layer is nn.Linear")
-    return names[-1]
 
 
 def _class_scores(model: nn.Module, observation: Observation) -> torch.Tensor:

@@ -5,9 +5,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from ..types import GradinvError
+from ..types import GradinvError, Params
 
-Params = dict[str, torch.Tensor]
 BNStats = dict[str, tuple[torch.Tensor, torch.Tensor]]
 
 

@@ -13,17 +13,12 @@ import ast
 import inspect
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar
+from typing import ClassVar
 
 import torch
 
 from ..registry import Registry
-from ..types import DefenseSpec, GradinvError
-
-if TYPE_CHECKING:
-    from ..fl.functional import FunctionalModel, GradientFn
-
-Params = dict[str, torch.Tensor]
+from ..types import DefenseSpec, FunctionalState, GradientFn, GradinvError, Params
 
 
 @dataclass(frozen=True)
@@ -31,7 +26,7 @@ class ClientContext:
     """What a client-side defense may read besides the update: the client's own model (the
     round's broadcast weights, in the client's mode) and its private batch."""
 
-    model: FunctionalModel
+    model: FunctionalState
     images: torch.Tensor
     labels: torch.Tensor
 
@@ -72,7 +67,7 @@ class LocalDefense(Defense):
 
     @abstractmethod
     def gradient(self, client: ClientContext, generator: torch.Generator | None) -> GradientFn:
-        """The client's gradient function (see ``gradinv.fl.functional.GradientFn``)."""
+        """The client's gradient function (see ``gradinv.types.GradientFn``)."""
 
     @abstractmethod
     def attacker_gradient(self) -> GradientFn:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 
 from ..checks import check_float
-from .base import ClientContext, Params, UpdateDefense, register
+from ..types import Params
+from .base import ClientContext, UpdateDefense, register
 
 
 def clip_to_norm(update: Params, max_norm: float) -> Params:

@@ -2,20 +2,15 @@
 step of the client (FedSGD's one gradient, or each of FedAvg's steps)."""
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import torch
 from torch.func import grad, vmap
 
 from ..checks import check_float, check_int
 from ..models.layers import BatchNorm2d
-from ..types import GradinvError
-from .base import ClientContext, LocalDefense, Params, register
+from ..types import GradientFn, GradinvError, LossFn, Params
+from .base import ClientContext, LocalDefense, register
 from .noise import check_delta
 from .noise import noise_multiplier as calibrated_noise_multiplier
-
-if TYPE_CHECKING:
-    from ..fl.functional import GradientFn, LossFn
 
 
 def private_gradient(loss: LossFn, params: Params, images: torch.Tensor, labels: torch.Tensor, *,

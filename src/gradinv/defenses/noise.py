@@ -7,8 +7,8 @@ from functools import lru_cache
 import torch
 
 from ..checks import check_choice, check_float, check_int
-from ..types import GradinvError
-from .base import ClientContext, Params, UpdateDefense, register
+from ..types import GradinvError, Params
+from .base import ClientContext, UpdateDefense, register
 from .clip import clip_to_norm
 
 # dp-accounting's neighbouring relations, by our names.

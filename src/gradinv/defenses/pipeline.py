@@ -2,16 +2,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
-from ..types import DefenseSpec, GradinvError, ThreatModel
-from .base import ClientContext, Defense, LocalDefense, Params, UpdateDefense, create, parse_spec
-
-if TYPE_CHECKING:
-    from ..fl.functional import GradientFn
+from ..types import DefenseSpec, GradientFn, GradinvError, Params, ThreatModel
+from .base import ClientContext, Defense, LocalDefense, UpdateDefense, create, parse_spec
 
 SpecLike = DefenseSpec | str | tuple[str, dict] | dict
 

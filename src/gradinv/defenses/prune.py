@@ -6,8 +6,8 @@ from __future__ import annotations
 import torch
 
 from ..checks import check_choice, check_float
-from ..types import GradinvError
-from .base import ClientContext, Params, UpdateDefense, register
+from ..types import GradinvError, Params
+from .base import ClientContext, UpdateDefense, register
 
 SCOPES = ("tensor", "global")
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 import torch
 from torch.func import functional_call, jacrev
 
-from ..attacks.labels import last_layer
 from ..checks import check_float
-from ..types import GradinvError
-from .base import ClientContext, Params, UpdateDefense, register
+from ..models.inspect import last_layer
+from ..types import GradinvError, Params
+from .base import ClientContext, UpdateDefense, register
 from .prune import keep_observed_pattern
 
 

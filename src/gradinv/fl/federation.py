@@ -27,12 +27,13 @@ from ..files import check_writable
 from ..models import (DEFAULT_WIDTH, INIT_SCHEMES, available_models, build_model, check_width,
                       default_init_scheme)
 from ..progress import Progress
+from ..record.format import Record, RecordMeta, open_record
+from ..record.model import ModelSpec
+from ..record.writer import RecordWriter
 from ..types import (ClientUpdate, DefenseSpec, FedAvgConfig, GradinvError, Observation,
                      PrivateBatch, ThreatModel, UpdateKind, resolve_fedavg)
 from .client import compute_update, observe
 from .functional import FunctionalModel
-from .record import ModelSpec, Record, RecordMeta, open_record
-from .recorder import RecordWriter
 
 # Defaults of the settings that apply to some federations only (FederationConfig holds None
 # for them until it knows whether they apply): the width of a ConvNet or ResNet-18 (narrower

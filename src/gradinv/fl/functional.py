@@ -7,7 +7,6 @@ to the images, which is what gradient inversion optimises through.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import torch
 from torch import nn
@@ -16,14 +15,7 @@ from torch.nn import functional as F
 
 from ..models.adapt import adapt_model
 from ..models.layers import BatchNorm2d
-from ..types import FedAvgConfig, GradinvError, ModelMode
-
-Params = dict[str, torch.Tensor]
-UpdateFn = Callable[[torch.Tensor, torch.Tensor], Params]
-LossFn = Callable[[Params, torch.Tensor, torch.Tensor], torch.Tensor]
-# (loss, params, images, labels) -> the gradient a local step uses: by default grad(loss); a
-# client-side defense such as DP-SGD (gradinv.defenses.dpsgd) clips and noises it instead.
-GradientFn = Callable[[LossFn, Params, torch.Tensor, torch.Tensor], Params]
+from ..types import FedAvgConfig, GradientFn, GradinvError, ModelMode, Params
 
 
 def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

@@ -11,6 +11,7 @@ from ..types import GradinvError
 from .adapt import adapt_model
 from .convnet import ConvNet
 from .init import INIT_SCHEMES, initialise
+from .inspect import has_batch_norm, last_layer
 from .layers import BatchNorm2d
 from .lenet import LeNet
 from .resnet import ResNet18
@@ -42,11 +43,6 @@ def check_width(model: str, width: object) -> None:
         raise GradinvError("LeNet has a fixed width (DLG's); drop --width")
 
 
-def has_batch_norm(model: nn.Module) -> bool:
-    """Whether ``model`` has BatchNorm layers (whose statistics a client may leak)."""
-    return any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
-
-
 def build_model(
     name: str,
     *,
@@ -72,4 +68,5 @@ def build_model(
 
 
 __all__ = ["INIT_SCHEMES", "BatchNorm2d", "adapt_model", "ConvNet", "LeNet", "ResNet18", "available_models",
-           "build_model", "check_width", "default_init_scheme", "has_batch_norm", "initialise"]
+           "build_model", "check_width", "default_init_scheme", "has_batch_norm", "initialise",
+           "last_layer"]

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
+from ..version import __version__
 from .plots import line_chart
 from .png import CURVE_COLOURS, image_grid, write_png
 
@@ -31,7 +32,6 @@ class Row:
 
 
 def environment() -> dict:
-    from .. import __version__
     return {"gradinv": __version__, "torch": torch.__version__, "numpy": np.__version__,
             "python": platform.python_version(), "platform": platform.platform()}
 

@@ -51,10 +51,10 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-from .checks import GradinvError, check_int, one_line
-from .progress import Progress
-from .report.run_folder import json_safe
-from .settings import read_toml
+from ..checks import GradinvError, check_int, one_line
+from ..progress import Progress
+from ..report.run_folder import json_safe
+from .config import read_toml
 
 GRID_KEYS = ("attack", "defense", "batch_size", "seed")
 # The [utility] keys that default to [base]'s value (both configs have them): by default the
@@ -92,8 +92,8 @@ def expand(sweep: dict) -> list[SweepRun]:
 def expand_grid(sweep: dict) -> list[SweepRun]:
     """Every combination of the grid over ``base``, each checked as an ``AuditConfig`` before
     anything runs, so a typo fails the sweep at once instead of every run."""
-    from .audit import AuditConfig
-    from .settings import config_from_dict
+    from .batch import AuditConfig
+    from .config import config_from_dict
     unknown = sorted(set(sweep) - {"base", "grid", "utility"}) or sorted(
         set(sweep.get("grid", {})) - set(GRID_KEYS))
     if unknown:
@@ -116,8 +116,8 @@ def expand_grid(sweep: dict) -> list[SweepRun]:
 def expand_utility(sweep: dict) -> list[SweepRun]:
     """One short federation per defense level of the grid when the sweep has ``[utility]``,
     each checked as a ``FederationConfig`` before anything runs."""
-    from .fl.federation import FederationConfig
-    from .settings import config_from_dict
+    from ..fl.federation import FederationConfig
+    from .config import config_from_dict
     if "utility" not in sweep:
         return []
     base, table = sweep.get("base", {}), sweep["utility"]
@@ -201,8 +201,8 @@ def run_one(run: SweepRun, runs_dir: str) -> dict:
 
 
 def _run_attack(run: SweepRun, runs_dir: str) -> dict:
-    from .audit import AuditConfig, run_audit
-    from .settings import config_from_dict
+    from .batch import AuditConfig, run_audit
+    from .config import config_from_dict
     config = config_from_dict(AuditConfig, run.config)
     result = run_audit(config, out=runs_dir, progress=False)  # type: ignore[arg-type]
     metrics = {name: {**o.scores.to_dict(), "seconds": o.seconds}
@@ -213,8 +213,8 @@ def _run_attack(run: SweepRun, runs_dir: str) -> dict:
 def _run_utility(run: SweepRun, runs_dir: str) -> dict:
     """The short federation's test accuracy after each round; nothing is written (the
     accuracies are all the report needs)."""
-    from .fl.federation import Federation, FederationConfig
-    from .settings import config_from_dict
+    from ..fl.federation import Federation, FederationConfig
+    from .config import config_from_dict
     config = config_from_dict(FederationConfig, run.config)
     history = list(Federation(config).run(progress=False, log=lambda _: None).values())  # type: ignore[arg-type]
     return {"metrics": {"accuracy": history[-1], "accuracy_history": history,

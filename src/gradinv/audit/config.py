@@ -1,4 +1,5 @@
-"""Settings addressed by the attack (or defense) they belong to, and a run's TOML file.
+"""An audit's configuration: the device, the generator prior, settings addressed by the attack
+(or defense) they belong to, and a run's TOML file.
 
 One flat dict shared by every attack of a run silently gave GIAS's generator stage GI's image
 learning rate; ``--set gias.lr=1e-4`` says whose setting it is. A run configuration is written
@@ -9,16 +10,48 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
-from .checks import GradinvError
-from .types import DefenseSpec, FedAvgConfig, ThreatModel
+import torch
+
+from ..checks import GradinvError
+from ..types import DefenseSpec, FedAvgConfig, ThreatModel
 
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' picks CUDA when present; 'cpu', 'cuda' and 'cuda:N' name a device, and asking for
+    a GPU that is not there is a user error. Other torch device types (meta, mps, ...) are
+    refused: the attacks are written for CPU and CUDA only."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not isinstance(name, str) or not re.fullmatch(r"cpu|cuda(:\d+)?", name):
+        raise GradinvError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N")
+    device = torch.device(name)
+    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if device.type == "cuda" and not gpus:
+        raise GradinvError(f"device {name!r} requested but no CUDA GPU is available; "
+                           "use --device cpu or auto")
+    if device.type == "cuda" and (device.index or 0) >= gpus:
+        raise GradinvError(f"device {name!r} requested but there are only {gpus} CUDA GPUs")
+    return device
+
+
+@dataclass(frozen=True)
+class PriorSpec:
+    """Where an attack's generator comes from (see ``gradinv.priors.load_prior``)."""
+
+    source: str = "fashion-mnist"
+    weights: str | None = None
+    latent_dim: int | None = None
+    output_range: tuple[float, float] = (-1.0, 1.0)
 
 
 def parse_value(text: str) -> bool | int | float | str:
@@ -90,7 +123,6 @@ _NESTED = {"threat": ThreatModel, "fedavg": FedAvgConfig}
 
 def config_from_dict(cls: type, values: dict) -> object:
     """The inverse of ``config_to_dict``; an unknown key is refused with its name."""
-    from .audit import PriorSpec
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:

@@ -2,7 +2,7 @@
 clients and rounds by how much their updates leak.
 
 Leakage is scored as the attacks' mean PSNR/SSIM and label accuracy against the clients'
-private batches where the record keeps them (``gradinv.fl.private``), and always by the
+private batches where the record keeps them (``gradinv.record.private``), and always by the
 matching cost the attack reached (lower: the update was matched more closely). Rankings use
 PSNR where every attacked update is scored, the matching cost otherwise. The report folder
 holds ``leakage.json``, ``leakage.png`` (leakage over rounds: does it fall as the model
@@ -18,16 +18,15 @@ from statistics import fmean
 
 import numpy as np
 
-from .checks import check_int
-from .fl.private import load_private_batch
-from .fl.record import Entry, Record
-from .progress import Progress
-from .record_audit import (RecordAttackConfig, UserModel, attack_recorded,
-                           prepare_record_attacks)
-from .report.plots import line_chart
-from .report.png import CURVE_COLOURS
-from .report.run_folder import environment, new_run_dir, write_json
-from .types import GradinvError
+from ..checks import check_int
+from ..progress import Progress
+from ..record.format import Entry, Record
+from ..record.private import load_private_batch
+from ..report.plots import line_chart
+from ..report.png import CURVE_COLOURS
+from ..report.run_folder import environment, new_run_dir, write_json
+from ..types import GradinvError
+from .update import RecordAttackConfig, UserModel, attack_recorded, prepare_record_attacks
 
 
 @dataclass(frozen=True)

@@ -35,16 +35,15 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..attacks.base import prepare_target
-from ..attacks.gi_z import GIz
-from ..attacks.gias import adapt_generator
-from ..progress import Progress
-from ..report import image_grid, write_png
 from ..checks import MAX_RATE, MAX_SIZE, check_float, check_int
 from ..files import check_writable, load_torch_file, save_torch_file
+from ..priors import DCGANGenerator, Prior, save_generator
+from ..progress import Progress
+from ..report import image_grid, write_png
 from ..types import GradinvError, Observation
-from .dcgan import DCGANGenerator
-from .prior import Prior, save_generator
+from .base import prepare_target
+from .gi_z import GIz
+from .gias import adapt_generator
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The clients' private batches kept in a record: ground truth for evaluation only.
 
-This lives apart from ``record.Record`` on purpose: attacks read records through ``Record``,
+This lives apart from ``format.Record`` on purpose: attacks read records through ``Record``,
 which cannot reach these batches, and nothing on the attack path imports this module.
 """
 from __future__ import annotations
@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..types import GradinvError, PrivateBatch
-from .record import PRIVATE_DIR, PRIVATE_MANIFEST, FileRef, open_record, read_jsonl
+from .format import PRIVATE_DIR, PRIVATE_MANIFEST, FileRef, open_record, read_jsonl
 
 
 def load_private_batch(record_dir: str | Path, round: int, client: int) -> PrivateBatch | None:

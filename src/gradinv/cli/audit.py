@@ -1,13 +1,13 @@
 """``gradinv audit RECORD_DIR``: attack every recorded update of a federation record (gradinv's
-own or a Flower run's, see ``gradinv.flower``) and write a report ranking clients and rounds."""
+own or a Flower run's, see ``gradinv.record.flower``) and write a report ranking clients and
+rounds."""
 from __future__ import annotations
 
 import argparse
 
-from .cli_options import (add_attack_settings_arguments, add_model_factory_argument,
-                          merge_attack_options)
-from .record_leakage import LeakageAuditConfig, run_leakage_audit
-from .settings import config_from_dict
+from ..audit.config import config_from_dict
+from ..audit.record import LeakageAuditConfig, run_leakage_audit
+from .options import add_attack_settings_arguments, add_model_factory_argument, merge_attack_options
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -41,7 +41,8 @@ def cmd_audit(args: argparse.Namespace) -> None:
 def add_audit_parser(sub) -> None:
     p = sub.add_parser("audit", help="attack every update of a federation record and rank "
                        "clients and rounds by leakage")
-    p.add_argument("record", help="the record folder ('gradinv fl simulate' or gradinv.flower)")
+    p.add_argument("record", help="the record folder ('gradinv fl simulate' or "
+                   "gradinv.record.flower)")
     p.add_argument("--attack", default="gi", help="attack name, or a comma-separated list")
     add_model_factory_argument(p)
     add_attack_settings_arguments(p, defenses=False)

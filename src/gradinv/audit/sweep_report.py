@@ -18,12 +18,12 @@ from pathlib import Path
 from statistics import fmean, pstdev
 
 from ..checks import GradinvError
-from ..sweep import RESULTS, read_results
-from .defense_grid import write_reconstruction_grids
-from .levels import level_of
-from .plots import curve_colour, pyplot
-from .png import line_plot, write_png
-from .privacy_utility import rounds_label, utility_by_level, write_privacy_utility
+from ..report.defense_grid import write_reconstruction_grids
+from ..report.levels import level_of
+from ..report.plots import curve_colour, pyplot
+from ..report.png import line_plot, write_png
+from ..report.privacy_utility import rounds_label, utility_by_level, write_privacy_utility
+from .sweep import RESULTS, read_results
 
 METRICS = {"mean_psnr": "mean PSNR (dB)", "mean_ssim": "mean SSIM"}
 

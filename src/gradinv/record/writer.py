@@ -15,10 +15,11 @@ from pathlib import Path
 import torch
 from safetensors.torch import save as save_safetensors
 
+from ..files import TMP_SUFFIX, write_atomic
 from ..types import GradinvError, Observation, PrivateBatch
-from .record import (MANIFEST, META_FILE, PRIVATE_MANIFEST, TMP_SUFFIX, Entry, FileRef,
-                     RecordMeta, complete_lines, open_record, private_file, read_jsonl,
-                     round_file, sha256, update_file, update_tensors, write_atomic)
+from .format import (MANIFEST, META_FILE, PRIVATE_MANIFEST, Entry, FileRef, RecordMeta,
+                     complete_lines, open_record, private_file, read_jsonl, round_file, sha256,
+                     update_file, update_tensors)
 
 
 class RecordWriter:

@@ -3,8 +3,8 @@
 ``pip install 'gradinv[flower]'`` (Flower's message API, flwr >= 1.42). On the server, wrap the
 strategy the federation already uses::
 
-    from gradinv.flower import RecordingStrategy
-    from gradinv.fl.record import ModelSpec
+    from gradinv.record import ModelSpec
+    from gradinv.record.flower import RecordingStrategy
 
     strategy = RecordingStrategy(FedAvg(fraction_evaluate=0.0), "records/flower",
                                  model=ModelSpec("lenet", 12, 1, 10, 16, "dlg-uniform"))
@@ -65,17 +65,17 @@ try:
     from flwr.serverapp import Grid
     from flwr.serverapp.strategy import Strategy
 except ImportError as err:  # pragma: no cover - CI installs the extra
-    raise ImportError("gradinv.flower needs Flower (flwr >= 1.42): "
+    raise ImportError("gradinv.record.flower needs Flower (flwr >= 1.42): "
                       "pip install 'gradinv[flower]'") from err
 
-from .checks import MAX_SIZE, check_bool, check_choice, check_int, one_line
-from .fl.record import (ModelDescription, ModelInfo, ModelSpec, RecordMeta, describe_module,
-                        first_difference)
-from .fl.recorder import RecordWriter
-from .files import check_writable
-from .models import adapt_model
-from .types import FedAvgConfig, GradinvError, Observation, PrivateBatch, ThreatModel
-from .user_code import call_factory, import_path
+from ..checks import MAX_SIZE, check_bool, check_choice, check_int, one_line
+from ..files import check_writable
+from ..models import adapt_model
+from ..types import FedAvgConfig, GradinvError, Observation, PrivateBatch, ThreatModel
+from ..user_code import call_factory, import_path
+from .format import RecordMeta
+from .model import ModelDescription, ModelInfo, ModelSpec, describe_module, first_difference
+from .writer import RecordWriter
 
 ARRAYS = "arrays"
 METRICS = "metrics"

@@ -1,15 +1,20 @@
-"""Command-line options shared by ``gradinv attack`` and ``gradinv audit``: the attacks'
-settings (shared hyper-parameters, ``--set NAME.key=value``, the generator prior) and the
-user's own client model (``--model-factory``), parsed into config values one way for both."""
+"""Command-line options shared by several commands, parsed into config values one way for all:
+the attacks' settings (shared hyper-parameters, ``--set NAME.key=value``, the generator prior)
+and the user's own client model (``--model-factory``) for ``attack`` and ``audit``; the client's
+update, threat model and defenses for ``attack`` and ``fl simulate``."""
 from __future__ import annotations
 
 import argparse
 from collections.abc import Sequence
 
-from .attacks.gi import INITS
-from .audit import PriorSpec
-from .settings import parse_assignment
-from .types import GradinvError
+from .. import defenses
+from ..attacks.gi import INITS
+from ..audit.config import PriorSpec, parse_assignment
+from ..types import FedAvgConfig, GradinvError, ThreatModel
+
+# FedAvg's local options and the FedAvgConfig fields they set.
+LOCAL_OPTIONS = {"local_lr": "lr", "local_batch_size": "local_batch_size",
+                 "local_epochs": "epochs"}
 
 HYPERPARAMETERS = ("iterations", "restarts", "lr", "tv", "cost", "top_k", "latent_iterations",
                    "init")
@@ -51,7 +56,7 @@ def add_attack_settings_arguments(p: argparse.ArgumentParser, *, defenses: bool 
 def add_model_factory_argument(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model-factory", metavar="PACKAGE.MODULE:FACTORY",
                    help="for a record of your own client model (recorded by "
-                   "gradinv.flower.RecordingStrategy from an nn.Module): the callable that "
+                   "gradinv.record.flower.RecordingStrategy from an nn.Module): the callable that "
                    "builds it; gradinv never imports code named in a record")
 
 
@@ -103,3 +108,74 @@ def _apply_assignments(values: dict, assignments: Sequence[str]) -> None:
         else:
             per_attack.setdefault(name, {})[key] = value
     values["attack_settings"], values["defenses"] = per_attack, chosen
+
+
+def add_update_arguments(p: argparse.ArgumentParser, *, update: str | None) -> None:
+    """--update and FedAvg's local recipe; unset local options keep FedAvgConfig's defaults."""
+    d = FedAvgConfig()
+    p.add_argument("--update", default=update, choices=["fedsgd", "fedavg"],
+                   help="default fedsgd")
+    p.add_argument("--local-lr", type=float, help=f"FedAvg client learning rate (default {d.lr})")
+    p.add_argument("--local-batch-size", type=int,
+                   help=f"FedAvg client batch size (default {d.local_batch_size})")
+    p.add_argument("--local-epochs", type=int, help=f"FedAvg client epochs (default {d.epochs})")
+
+
+def add_threat_arguments(p: argparse.ArgumentParser, *, mode: str | None) -> None:
+    p.add_argument("--unknown-labels", action="store_true", help="the server does not know labels")
+    p.add_argument("--unknown-count", action="store_true",
+                   help="the server does not know how many images the client used")
+    p.add_argument("--bn-stats", action="store_true", help="the client leaks BatchNorm statistics")
+    p.add_argument("--unknown-hparams", action="store_true",
+                   help="the server does not know the client's local hyper-parameters")
+    p.add_argument("--mode", default=mode, choices=["eval", "train"],
+                   help=f"the model's mode (default {mode or ThreatModel().model_mode})")
+
+
+def add_defense_arguments(p: argparse.ArgumentParser) -> None:
+    """--defense and --defense-known, the same for one attacked update and a federation."""
+    p.add_argument("--defense", action="append", metavar="SPEC",
+                   help="a defense the client applies before sending (see 'gradinv list'), as "
+                   "NAME or NAME:key=value,...; repeat to apply several in order, e.g. "
+                   "--defense prune:rate=0.9 --defense noise:sigma=0.01")
+    p.add_argument("--defense-known", action="store_true",
+                   help="the server knows the client's defenses (not its random draws): the "
+                   "attacks replay them")
+
+
+def defenses_from_args(args: argparse.Namespace) -> list[dict]:
+    """Each --defense SPEC as the {name, settings} a config holds."""
+    return [vars(defenses.parse_spec(d)) for d in args.defense or ()]
+
+
+def given_options(args: argparse.Namespace, names: Sequence[str]) -> dict:
+    """The options among ``names`` that were given (unset ones are None)."""
+    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
+def refuse_given(args: argparse.Namespace, names: Sequence[str], why: str) -> None:
+    """One line for the first option among ``names`` that was given although ``why``."""
+    for name in names:
+        if getattr(args, name) is not None and getattr(args, name) is not False:
+            raise GradinvError(f"--{name.replace('_', '-')} {why}")
+
+
+def fedavg_from_args(args: argparse.Namespace) -> FedAvgConfig | None:
+    """The local options given, as a FedAvgConfig; None when none was."""
+    given = given_options(args, LOCAL_OPTIONS)
+    return FedAvgConfig(**{LOCAL_OPTIONS[k]: v for k, v in given.items()}) if given else None
+
+
+def threat_given(args: argparse.Namespace) -> dict:
+    """The ThreatModel fields the switches given change (a switch not given changes none)."""
+    given = {"labels_known": False if args.unknown_labels else None,
+             "num_images_known": False if args.unknown_count else None,
+             "bn_stats_known": True if args.bn_stats else None,
+             "local_hparams_known": False if args.unknown_hparams else None,
+             "model_mode": args.mode}
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def threat_from_args(args: argparse.Namespace) -> ThreatModel:
+    """A federation's threat model: the switches given, and --defense-known."""
+    return ThreatModel(**threat_given(args), defense_known=args.defense_known)

@@ -16,23 +16,23 @@ from typing import Union
 import torch
 from torch import nn
 
-from .attacks import Attack
-from .audit import (AuditResult, Outcome, PriorSpec, attack_arguments, build_attacks,
-                    check_attack_settings, check_bn_prior, resolve_device, run_attacks,
-                    run_settings, write_report)
-from .files import check_writable
-from .fl.private import load_private_batch
-from .fl.record import ModelSpec, Record, describe_module, first_difference, open_record
-from .models import adapt_model
-from .settings import save_config
-from .types import GradinvError, Observation, PrivateBatch
-from .user_code import build_module, call_factory
+from ..attacks import Attack
+from ..files import check_writable
+from ..models import adapt_model
+from ..record.format import Record, open_record
+from ..record.model import ModelSpec, describe_module, first_difference
+from ..record.private import load_private_batch
+from ..types import GradinvError, Observation, PrivateBatch
+from ..user_code import build_module, call_factory
+from .config import PriorSpec, resolve_device, save_config
+from .engine import (AuditResult, Outcome, attack_arguments, build_attacks, check_attack_settings,
+                     check_bn_prior, run_attacks, run_settings, write_report)
 
 
 @dataclass(frozen=True)
 class RecordAttackConfig:
     """What attacking a record takes, shared by one update's attack (``RecordAuditConfig``)
-    and the whole record's audit (``record_leakage.LeakageAuditConfig``): the record, the
+    and the whole record's audit (``audit.record.LeakageAuditConfig``): the record, the
     attacks with their settings and prior, the user's model factory, the seed and device."""
 
     record: str

@@ -1,117 +1,23 @@
-"""The whole audit in one call: data -> client update -> observation -> attack -> scores -> report."""
+"""The engine every audit shares: choose and build the attacks with their settings, run them
+on one observed update, score them against the ground truth, write a run folder."""
 from __future__ import annotations
 
-import re
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from . import attacks, defenses
-from .checks import MAX_COUNT, MAX_SIZE, check_bool, check_choice, check_int
-from .data import (DATASETS, ImageDataset, adapt_channels, load_dataset, private_batch,
-                   resolve_split)
-from .defenses import DefensePipeline
-from .files import check_writable
-from .fl import compute_update, observe
-from .metrics import Scores, score
-from .models import (INIT_SCHEMES, available_models, build_model, check_width,
-                     default_init_scheme, has_batch_norm)
-from .priors import load_prior
-from .report import Row, new_run_dir, write_run
-from .settings import save_config
-from .types import (DefenseSpec, FedAvgConfig, GradinvError, Observation, PrivateBatch,
-                    Reconstruction, ThreatModel, UpdateKind, resolve_fedavg)
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' picks CUDA when present; 'cpu', 'cuda' and 'cuda:N' name a device, and asking for
-    a GPU that is not there is a user error. Other torch device types (meta, mps, ...) are
-    refused: the attacks are written for CPU and CUDA only."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if not isinstance(name, str) or not re.fullmatch(r"cpu|cuda(:\d+)?", name):
-        raise GradinvError(f"unknown device {name!r}; use auto, cpu, cuda or cuda:N")
-    device = torch.device(name)
-    gpus = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if device.type == "cuda" and not gpus:
-        raise GradinvError(f"device {name!r} requested but no CUDA GPU is available; "
-                           "use --device cpu or auto")
-    if device.type == "cuda" and (device.index or 0) >= gpus:
-        raise GradinvError(f"device {name!r} requested but there are only {gpus} CUDA GPUs")
-    return device
-
-
-@dataclass(frozen=True)
-class PriorSpec:
-    """Where an attack's generator comes from (see ``gradinv.priors.load_prior``)."""
-
-    source: str = "fashion-mnist"
-    weights: str | None = None
-    latent_dim: int | None = None
-    output_range: tuple[float, float] = (-1.0, 1.0)
-
-
-@dataclass(frozen=True)
-class AuditConfig:
-    """Everything that defines one audit run; saved verbatim in the run folder (config.json,
-    and config.toml, which ``--config`` reads back).
-
-    ``hyperparameters`` go to every chosen attack that takes them, ``attack_settings`` to one
-    attack by name (``{"gias": {"lr": 1e-4}}``; see ``attack_arguments``). ``seed`` seeds both
-    the victim model's initialisation and the attack unless ``model_seed`` / ``attack_seed``
-    say otherwise; both are stored resolved.
-
-    ``defenses``: what the client applies to its update, in order, each a ``DefenseSpec``, a
-    ``"name:key=value,..."`` string or a ``(name, settings)`` pair; stored as specs with every
-    setting as it runs (defaults included).
-    """
-
-    attack: str = "gi"
-    model: str = "lenet"
-    width: int | None = None
-    init_scheme: str | None = None
-    dataset: str = "default"
-    data_dir: str | None = None
-    split: str | None = None  # None: 'test' for a dataset with splits
-    batch_size: int = 1
-    offset: int = 0
-    distinct_labels: bool = True
-    image_size: int = 32
-    channels: int = 3
-    update: UpdateKind = "fedsgd"
-    fedavg: FedAvgConfig | None = None  # None: the default recipe for FedAvg
-    threat: ThreatModel = field(default_factory=ThreatModel)
-    defenses: tuple[DefenseSpec, ...] = ()
-    hyperparameters: dict = field(default_factory=dict)
-    attack_settings: dict[str, dict] = field(default_factory=dict)
-    prior: PriorSpec | None = None
-    seed: int = 0
-    model_seed: int | None = None  # None: ``seed``
-    attack_seed: int | None = None  # None: ``seed``
-    device: str = "auto"
-
-    def __post_init__(self) -> None:
-        if not isinstance(self.threat, ThreatModel):
-            raise GradinvError(f"threat must be a ThreatModel, not {type(self.threat).__name__}")
-        check_attack_settings(self)
-        check_choice("model", self.model, available_models())
-        check_width(self.model, self.width)
-        check_choice("dataset", self.dataset, DATASETS)
-        for name, low, high in (("batch_size", 1, MAX_COUNT), ("offset", 0, MAX_COUNT),
-                                ("image_size", 4, MAX_SIZE), ("channels", 1, MAX_SIZE)):
-            check_int(name, getattr(self, name), low=low, high=high)
-        check_bool("distinct_labels", self.distinct_labels)
-        # Record what is actually used, not "default": the scheme changes how much leaks.
-        if self.init_scheme is None:
-            object.__setattr__(self, "init_scheme", default_init_scheme(self.model))
-        check_choice("init_scheme", self.init_scheme, sorted(INIT_SCHEMES))
-        object.__setattr__(self, "split", resolve_split(self.dataset, self.split))
-        object.__setattr__(self, "fedavg", resolve_fedavg(self.update, self.fedavg, self.threat))
-        object.__setattr__(self, "defenses",
-                           DefensePipeline.for_client(self.defenses, self.threat).specs)
+from .. import attacks, defenses
+from ..checks import check_int
+from ..data import adapt_channels
+from ..metrics import Scores, score
+from ..models import has_batch_norm
+from ..priors import load_prior
+from ..report import Row, new_run_dir, write_run
+from ..types import GradinvError, Observation, PrivateBatch, Reconstruction, ThreatModel
+from .config import PriorSpec
 
 
 def check_attack_settings(config: object) -> None:
@@ -256,66 +162,6 @@ def build_attacks(arguments: dict[str, dict], prior: PriorSpec | None = None
             for n, kw in arguments.items()}
 
 
-@dataclass(frozen=True)
-class RunOutcome:
-    """What one configuration produced, before anything is written: every attack's outcome,
-    the client's batch (the ground truth) and the settings as they ran (config.json's
-    content). Sweeps and benchmarks keep it in memory; ``run_audit`` writes it."""
-
-    config: AuditConfig
-    outcomes: dict[str, Outcome]
-    truth: PrivateBatch
-    settings: dict
-
-
-def run_config(config: AuditConfig, *, progress: bool = False, model: nn.Module | None = None,
-               data: ImageDataset | None = None) -> RunOutcome:
-    """Run one configuration and return its outcome; writes nothing. ``model`` replaces the
-    victim built from the config, ``data`` the dataset it names (a benchmark's own images)."""
-    device = resolve_device(config.device)
-    arguments = attack_arguments(config.attack, config.hyperparameters, config.attack_settings)
-    chosen = build_attacks(arguments, config.prior)
-    if data is None:
-        data = load_dataset(config.dataset, data_dir=config.data_dir, split=config.split,
-                            image_size=config.image_size)
-    batch = private_batch(data, config.batch_size, size=config.image_size,
-                          channels=config.channels, offset=config.offset,
-                          distinct_labels=config.distinct_labels)
-    if model is None:
-        model = build_model(config.model, channels=config.channels,
-                            num_classes=data.num_classes, image_size=config.image_size,
-                            width=config.width, seed=config.model_seed,
-                            init_scheme=config.init_scheme)
-    check_bn_prior(arguments, config.threat, model)
-    pipeline = DefensePipeline.from_specs(config.defenses)
-    update = compute_update(model, batch, kind=config.update, fedavg=config.fedavg,
-                            mode=config.threat.model_mode, defenses=pipeline, seed=config.seed)
-    observation = observe(update, config.threat)
-    outcomes = run_attacks(chosen, model, observation, batch,
-                           image_shape=tuple(batch.images.shape[1:]),
-                           data_channels=data.channels, num_classes=data.num_classes,
-                           seed=config.attack_seed, device=device, progress=progress)
-    return RunOutcome(config, outcomes, batch,
-                      run_settings(config, chosen, device, defenses_derived=pipeline.derived))
-
-
-def run_audit(config: AuditConfig, *, out: str | Path | None = "runs", progress: bool = True,
-              model: nn.Module | None = None) -> AuditResult:
-    """``run_config``, then a run folder under ``out`` (unless ``out`` is None) holding the
-    report and config.toml, from which ``gradinv attack --config`` repeats the run."""
-    if out is not None:
-        resolve_device(config.device)
-        check_writable(out)
-    run = run_config(config, progress=progress, model=model)
-    folder = None
-    if out is not None:
-        folder = write_report(out, f"{'-'.join(run.outcomes)}-{config.model}-{config.dataset}",
-                              config=run.settings, truth=run.truth, outcomes=run.outcomes,
-                              title=f"gradinv: {', '.join(run.outcomes)} on {config.model}")
-        save_config(config, folder / "config.toml")
-    return AuditResult(run.outcomes, run.truth.images, folder)
-
-
 def run_settings(config: object, chosen: dict[str, attacks.Attack], device: torch.device, *,
                  defenses_derived: list[dict] | None = None) -> dict:
     """What config.json records: the config, every attack's effective settings (defaults and
@@ -371,13 +217,3 @@ def _summary(reconstruction: Reconstruction) -> dict:
             "labels_inferred": bool(reconstruction.extras.get("labels_inferred", False))}
 
 
-def audit(*, out: str | Path | None = "runs", progress: bool = True, **settings: object) -> AuditResult:
-    """Keyword front door: settings named like ``AuditConfig`` fields; others go to the attack.
-
-    Example: ``audit(attack="gi", model="lenet", batch_size=1, iterations=300)``.
-    """
-    fields = AuditConfig.__dataclass_fields__
-    config = {k: v for k, v in settings.items() if k in fields}
-    hyper = {k: v for k, v in settings.items() if k not in fields}
-    config["hyperparameters"] = {**config.get("hyperparameters", {}), **hyper}  # type: ignore[dict-item]
-    return run_audit(AuditConfig(**config), out=out, progress=progress)  # type: ignore[arg-type]

@@ -1,0 +1,152 @@
+"""A fresh client batch (``gradinv attack``): data -> client update -> observation -> attacks
+-> scores -> run folder, in one call."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from torch import nn
+
+from ..checks import MAX_COUNT, MAX_SIZE, check_bool, check_choice, check_int
+from ..data import DATASETS, ImageDataset, load_dataset, private_batch, resolve_split
+from ..defenses import DefensePipeline
+from ..files import check_writable
+from ..fl import compute_update, observe
+from ..models import INIT_SCHEMES, available_models, build_model, check_width, default_init_scheme
+from ..types import (DefenseSpec, FedAvgConfig, GradinvError, PrivateBatch, ThreatModel,
+                     UpdateKind, resolve_fedavg)
+from .config import PriorSpec, resolve_device, save_config
+from .engine import (AuditResult, Outcome, attack_arguments, build_attacks, check_attack_settings,
+                     check_bn_prior, run_attacks, run_settings, write_report)
+
+
+@dataclass(frozen=True)
+class AuditConfig:
+    """Everything that defines one audit run; saved verbatim in the run folder (config.json,
+    and config.toml, which ``--config`` reads back).
+
+    ``hyperparameters`` go to every chosen attack that takes them, ``attack_settings`` to one
+    attack by name (``{"gias": {"lr": 1e-4}}``; see ``attack_arguments``). ``seed`` seeds both
+    the victim model's initialisation and the attack unless ``model_seed`` / ``attack_seed``
+    say otherwise; both are stored resolved.
+
+    ``defenses``: what the client applies to its update, in order, each a ``DefenseSpec``, a
+    ``"name:key=value,..."`` string or a ``(name, settings)`` pair; stored as specs with every
+    setting as it runs (defaults included).
+    """
+
+    attack: str = "gi"
+    model: str = "lenet"
+    width: int | None = None
+    init_scheme: str | None = None
+    dataset: str = "default"
+    data_dir: str | None = None
+    split: str | None = None  # None: 'test' for a dataset with splits
+    batch_size: int = 1
+    offset: int = 0
+    distinct_labels: bool = True
+    image_size: int = 32
+    channels: int = 3
+    update: UpdateKind = "fedsgd"
+    fedavg: FedAvgConfig | None = None  # None: the default recipe for FedAvg
+    threat: ThreatModel = field(default_factory=ThreatModel)
+    defenses: tuple[DefenseSpec, ...] = ()
+    hyperparameters: dict = field(default_factory=dict)
+    attack_settings: dict[str, dict] = field(default_factory=dict)
+    prior: PriorSpec | None = None
+    seed: int = 0
+    model_seed: int | None = None  # None: ``seed``
+    attack_seed: int | None = None  # None: ``seed``
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.threat, ThreatModel):
+            raise GradinvError(f"threat must be a ThreatModel, not {type(self.threat).__name__}")
+        check_attack_settings(self)
+        check_choice("model", self.model, available_models())
+        check_width(self.model, self.width)
+        check_choice("dataset", self.dataset, DATASETS)
+        for name, low, high in (("batch_size", 1, MAX_COUNT), ("offset", 0, MAX_COUNT),
+                                ("image_size", 4, MAX_SIZE), ("channels", 1, MAX_SIZE)):
+            check_int(name, getattr(self, name), low=low, high=high)
+        check_bool("distinct_labels", self.distinct_labels)
+        # Record what is actually used, not "default": the scheme changes how much leaks.
+        if self.init_scheme is None:
+            object.__setattr__(self, "init_scheme", default_init_scheme(self.model))
+        check_choice("init_scheme", self.init_scheme, sorted(INIT_SCHEMES))
+        object.__setattr__(self, "split", resolve_split(self.dataset, self.split))
+        object.__setattr__(self, "fedavg", resolve_fedavg(self.update, self.fedavg, self.threat))
+        object.__setattr__(self, "defenses",
+                           DefensePipeline.for_client(self.defenses, self.threat).specs)
+
+
+@dataclass(frozen=True)
+class RunOutcome:
+    """What one configuration produced, before anything is written: every attack's outcome,
+    the client's batch (the ground truth) and the settings as they ran (config.json's
+    content). Sweeps and benchmarks keep it in memory; ``run_audit`` writes it."""
+
+    config: AuditConfig
+    outcomes: dict[str, Outcome]
+    truth: PrivateBatch
+    settings: dict
+
+
+def run_config(config: AuditConfig, *, progress: bool = False, model: nn.Module | None = None,
+               data: ImageDataset | None = None) -> RunOutcome:
+    """Run one configuration and return its outcome; writes nothing. ``model`` replaces the
+    victim built from the config, ``data`` the dataset it names (a benchmark's own images)."""
+    device = resolve_device(config.device)
+    arguments = attack_arguments(config.attack, config.hyperparameters, config.attack_settings)
+    chosen = build_attacks(arguments, config.prior)
+    if data is None:
+        data = load_dataset(config.dataset, data_dir=config.data_dir, split=config.split,
+                            image_size=config.image_size)
+    batch = private_batch(data, config.batch_size, size=config.image_size,
+                          channels=config.channels, offset=config.offset,
+                          distinct_labels=config.distinct_labels)
+    if model is None:
+        model = build_model(config.model, channels=config.channels,
+                            num_classes=data.num_classes, image_size=config.image_size,
+                            width=config.width, seed=config.model_seed,
+                            init_scheme=config.init_scheme)
+    check_bn_prior(arguments, config.threat, model)
+    pipeline = DefensePipeline.from_specs(config.defenses)
+    update = compute_update(model, batch, kind=config.update, fedavg=config.fedavg,
+                            mode=config.threat.model_mode, defenses=pipeline, seed=config.seed)
+    observation = observe(update, config.threat)
+    outcomes = run_attacks(chosen, model, observation, batch,
+                           image_shape=tuple(batch.images.shape[1:]),
+                           data_channels=data.channels, num_classes=data.num_classes,
+                           seed=config.attack_seed, device=device, progress=progress)
+    return RunOutcome(config, outcomes, batch,
+                      run_settings(config, chosen, device, defenses_derived=pipeline.derived))
+
+
+def run_audit(config: AuditConfig, *, out: str | Path | None = "runs", progress: bool = True,
+              model: nn.Module | None = None) -> AuditResult:
+    """``run_config``, then a run folder under ``out`` (unless ``out`` is None) holding the
+    report and config.toml, from which ``gradinv attack --config`` repeats the run."""
+    if out is not None:
+        resolve_device(config.device)
+        check_writable(out)
+    run = run_config(config, progress=progress, model=model)
+    folder = None
+    if out is not None:
+        folder = write_report(out, f"{'-'.join(run.outcomes)}-{config.model}-{config.dataset}",
+                              config=run.settings, truth=run.truth, outcomes=run.outcomes,
+                              title=f"gradinv: {', '.join(run.outcomes)} on {config.model}")
+        save_config(config, folder / "config.toml")
+    return AuditResult(run.outcomes, run.truth.images, folder)
+
+
+def audit(*, out: str | Path | None = "runs", progress: bool = True, **settings: object) -> AuditResult:
+    """Keyword front door: settings named like ``AuditConfig`` fields; others go to the attack.
+
+    Example: ``audit(attack="gi", model="lenet", batch_size=1, iterations=300)``.
+    """
+    fields = AuditConfig.__dataclass_fields__
+    config = {k: v for k, v in settings.items() if k in fields}
+    hyper = {k: v for k, v in settings.items() if k not in fields}
+    config["hyperparameters"] = {**config.get("hyperparameters", {}), **hyper}  # type: ignore[dict-item]
+    return run_audit(AuditConfig(**config), out=out, progress=progress)  # type: ignore[arg-type]

@@ -1,0 +1,73 @@
+"""``gradinv prior train`` (a DCGAN on a train split) and ``gradinv prior learn`` (GIML from a
+record's updates)."""
+from __future__ import annotations
+
+import argparse
+from dataclasses import fields
+
+from ..attacks.giml import GIMLConfig, learn_prior
+from ..audit.config import resolve_device
+from ..audit.update import user_model
+from ..record import open_record
+from .options import add_model_factory_argument
+
+
+def cmd_prior_train(args: argparse.Namespace) -> None:
+    from ..priors.train import PriorTrainingConfig, train_prior
+    config = PriorTrainingConfig(
+        dataset=args.dataset, data_dir=args.data_dir, image_size=args.image_size,
+        latent_dim=args.latent_dim, width=args.width, epochs=args.epochs,
+        batch_size=args.batch_size, lr=args.lr, seed=args.seed, max_images=args.max_images)
+    path = train_prior(config, args.out, progress=not args.quiet)
+    print(f"generator: {path}")
+
+
+def cmd_prior_learn(args: argparse.Namespace) -> None:
+    record = open_record(args.record)
+    config = GIMLConfig(**{f.name: getattr(args, f.name) for f in fields(GIMLConfig)
+                           if getattr(args, f.name) is not None})
+    spec = record.meta.model
+    model = (record.build_model() if args.model_factory is None
+             else user_model(args.model_factory, record))
+    path = learn_prior(model, record.observations(),
+                       (spec.channels, spec.image_size, spec.image_size), config, args.out,
+                       device=resolve_device(args.device), progress=not args.quiet)
+    print(f"generator: {path} (use it with --prior {path})")
+
+
+def _add_giml_arguments(p: argparse.ArgumentParser) -> None:
+    """One option per GIMLConfig field; unset options keep the paper's defaults."""
+    for f in fields(GIMLConfig):
+        kind = float if f.type == "float" else int
+        p.add_argument("--" + f.name.replace("_", "-"), type=kind,
+                       help=f"default {f.default}")
+
+
+def add_prior_parser(sub) -> None:
+    prior = sub.add_parser("prior", help="generative image priors").add_subparsers(
+        dest="prior_command", required=True)
+    train = prior.add_parser("train", help="train a DCGAN prior on a train split (resumable)")
+    train.add_argument("--dataset", default="fashion-mnist")
+    train.add_argument("--data-dir")
+    train.add_argument("--image-size", type=int, default=32, choices=[32, 64])
+    train.add_argument("--latent-dim", type=int, default=100)
+    train.add_argument("--width", type=int, default=64)
+    train.add_argument("--epochs", type=int, default=10)
+    train.add_argument("--batch-size", type=int, default=128)
+    train.add_argument("--lr", type=float, default=2e-4)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--max-images", type=int, help="use only the first N training images")
+    train.add_argument("--out", default="priors/fashion-mnist",
+                       help="folder for checkpoints, samples and generator.pt (resumes here)")
+    train.add_argument("--quiet", action="store_true")
+    train.set_defaults(run=cmd_prior_train)
+    learn = prior.add_parser("learn", help="GIML: learn a prior from a federation record's "
+                             "observed updates (resumable)")
+    learn.add_argument("--record", required=True, help="record written by 'gradinv fl simulate'")
+    _add_giml_arguments(learn)
+    add_model_factory_argument(learn)
+    learn.add_argument("--device", default="auto")
+    learn.add_argument("--out", default="priors/giml",
+                       help="folder for checkpoints, samples and generator.pt (resumes here)")
+    learn.add_argument("--quiet", action="store_true")
+    learn.set_defaults(run=cmd_prior_learn)
