@@ -180,13 +180,19 @@ def check_input_shape(model: nn.Module, image_shape: tuple[int, int, int],
 
 
 class Attack(ABC):
-    """One paper, one class. Construct with flat keyword hyper-parameters, then ``reconstruct``."""
+    """One paper, one class. Construct with flat keyword hyper-parameters, then ``reconstruct``.
+
+    ``reconstruct`` holds what every attack does first (the device, and the attacker's
+    simulated client in the observed round's weights and the model's mode: ``prepare_target``);
+    each attack writes only its search, ``invert``."""
 
     name: ClassVar[str]
     summary: ClassVar[str]
+    # Whether missing labels are inferred from the last layer before the search (DLG instead
+    # learns soft labels with the images).
+    infers_labels: ClassVar[bool] = True
     settings: dict  # every constructor setting as it runs (set by ``create``)
 
-    @abstractmethod
     def reconstruct(
         self,
         model: nn.Module,
@@ -198,6 +204,16 @@ class Attack(ABC):
         progress: bool = True,
     ) -> Reconstruction:
         """Recover the client's images from ``observation`` (never from the ground truth)."""
+        device = torch.device(device)
+        target = prepare_target(model, observation, image_shape=image_shape, device=device,
+                                infer_missing_labels=self.infers_labels)
+        return self.invert(target, image_shape=image_shape, seed=seed, device=device,
+                           progress=progress)
+
+    @abstractmethod
+    def invert(self, target: Target, *, image_shape: tuple[int, int, int], seed: int,
+               device: torch.device, progress: bool) -> Reconstruction:
+        """The attack's search: images whose simulated update matches ``target``'s."""
 
 
 REGISTRY: Registry[type[Attack]] = Registry("attack")

@@ -9,20 +9,18 @@ search, so restarts run one after another here (GI batches them).
 from __future__ import annotations
 
 import torch
-from torch import nn
 from torch.func import grad_and_value
 
 from ..progress import Progress
-from ..types import Observation, Reconstruction
-from .base import (Attack, Target, check_hyperparameters, pick_winner, prepare_target, register,
-                   restart_generator)
+from ..types import Reconstruction
+from .base import Attack, Target, check_hyperparameters, pick_winner, register, restart_generator
 
 
 @register
 class DLG(Attack):
     name = "dlg"
     summary = "Zhu et al. 2019: L2 gradient distance, L-BFGS, soft labels learned when unknown"
-    infers_labels = False
+    infers_labels = False  # soft labels are learned with the images
 
     def __init__(self, *, iterations: int = 100, lr: float = 1.0, restarts: int = 1,
                  cost: str = "l2", top_k: int | None = None) -> None:
@@ -30,12 +28,9 @@ class DLG(Attack):
         self.iterations, self.lr, self.restarts = iterations, lr, restarts
         self.cost, self.top_k = cost, top_k
 
-    def reconstruct(self, model: nn.Module, observation: Observation, *,
-                    image_shape: tuple[int, int, int], seed: int = 0,
-                    device: str | torch.device = "cpu", progress: bool = True) -> Reconstruction:
-        device = torch.device(device)
-        target = prepare_target(model, observation, image_shape=image_shape, device=device,
-                                infer_missing_labels=self.infers_labels)
+    def invert(self, target: Target, *, image_shape: tuple[int, int, int], seed: int,
+               device: torch.device, progress: bool) -> Reconstruction:
+        soft_labels_learned = target.labels is None
         runs = [self._one_restart(target, image_shape, seed, r, device, progress)
                 for r in range(self.restarts)]
         images = torch.stack([images for images, _, _, _ in runs])
@@ -44,7 +39,7 @@ class DLG(Attack):
         labels = runs[best][1]
         target.labels = labels
         return pick_winner(target, images.clamp(0, 1), costs, runs[best][3], self.name,
-                           soft_labels_learned=observation.labels is None and not self.infers_labels)
+                           soft_labels_learned=soft_labels_learned)
 
     def _one_restart(self, target: Target, image_shape: tuple[int, int, int], seed: int,
                      restart: int, device: torch.device, show: bool):

@@ -15,14 +15,12 @@ statistics, ``bn_stats`` weighs the BN prior of Yin et al. (CVPR 2021, ``Target.
 from __future__ import annotations
 
 import torch
-from torch import nn
 
 from ..checks import check_choice
-from ..types import Observation, Reconstruction
-from .base import (Attack, check_hyperparameters, pick_winner, prepare_target, register,
-                   restart_generator)
-from .objectives import total_variation
 from ..optim import optimise_restarts
+from ..types import Reconstruction
+from .base import Attack, Target, check_hyperparameters, pick_winner, register, restart_generator
+from .objectives import total_variation
 
 # Start images from standard normal noise, per initialisation scheme.
 INITS = {
@@ -47,11 +45,8 @@ class GI(Attack):
         self.bn_stats = bn_stats
         self.cost, self.top_k, self.signed, self.batched = cost, top_k, signed, batched
 
-    def reconstruct(self, model: nn.Module, observation: Observation, *,
-                    image_shape: tuple[int, int, int], seed: int = 0,
-                    device: str | torch.device = "cpu", progress: bool = True) -> Reconstruction:
-        device = torch.device(device)
-        target = prepare_target(model, observation, image_shape=image_shape, device=device)
+    def invert(self, target: Target, *, image_shape: tuple[int, int, int], seed: int,
+               device: torch.device, progress: bool) -> Reconstruction:
         match = target.matching_cost(self.cost, self.top_k)
 
         def cost_fn(v, _fixed):

@@ -10,14 +10,12 @@ images (or an estimate), labels (or inferred) and a generator trained on similar
 from __future__ import annotations
 
 import torch
-from torch import nn
 
-from ..priors import Prior, load_prior
-from ..types import GradinvError, Observation, Reconstruction
-from .base import (Attack, Target, check_hyperparameters, pick_winner, prepare_target, register,
-                   restart_generator)
-from .objectives import total_variation
 from ..optim import OptimisationResult, optimise_restarts
+from ..priors import Prior, load_prior
+from ..types import GradinvError, Reconstruction
+from .base import Attack, Target, check_hyperparameters, pick_winner, register, restart_generator
+from .objectives import total_variation
 
 
 def resolve_prior(prior: Prior | str, attack: str) -> Prior:
@@ -46,11 +44,8 @@ class GIz(Attack):
         self.latent_norm, self.cost, self.top_k = latent_norm, cost, top_k
         self.signed, self.batched = signed, batched
 
-    def reconstruct(self, model: nn.Module, observation: Observation, *,
-                    image_shape: tuple[int, int, int], seed: int = 0,
-                    device: str | torch.device = "cpu", progress: bool = True) -> Reconstruction:
-        device = torch.device(device)
-        target = prepare_target(model, observation, image_shape=image_shape, device=device)
+    def invert(self, target: Target, *, image_shape: tuple[int, int, int], seed: int,
+               device: torch.device, progress: bool) -> Reconstruction:
         result = self.search(target, image_shape, seed, device, progress)
         images = self.prior.render(result.variables["z"], image_shape)
         return pick_winner(target, images, result.matching_costs, result.history, self.name)

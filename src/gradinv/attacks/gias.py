@@ -23,8 +23,8 @@ from torch.func import functional_call, vmap
 
 from ..optim import OptimisationResult, optimise_restarts
 from ..priors import Prior
-from ..types import GradinvError, Observation, Reconstruction
-from .base import Attack, Target, check_hyperparameters, pick_winner, prepare_target, register
+from ..types import GradinvError, Reconstruction
+from .base import Attack, Target, check_hyperparameters, pick_winner, register
 from .gi_z import GIz, resolve_prior
 from .objectives import total_variation
 
@@ -56,11 +56,8 @@ class GIAS(Attack):
         self.bn_stats = bn_stats
         self.cost, self.top_k, self.signed, self.batched = cost, top_k, signed, batched
 
-    def reconstruct(self, model: nn.Module, observation: Observation, *,
-                    image_shape: tuple[int, int, int], seed: int = 0,
-                    device: str | torch.device = "cpu", progress: bool = True) -> Reconstruction:
-        device = torch.device(device)
-        target = prepare_target(model, observation, image_shape=image_shape, device=device)
+    def invert(self, target: Target, *, image_shape: tuple[int, int, int], seed: int,
+               device: torch.device, progress: bool) -> Reconstruction:
         stage1 = self.latent_search.search(target, image_shape, seed, device, progress)
         z = stage1.variables["z"]
         stage2 = adapt_generator(

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import torch
 from torch import nn
 
 from ..checks import MAX_COUNT, MAX_SIZE, check_bool, check_choice, check_int
@@ -93,10 +94,12 @@ class RunOutcome:
 
 
 def run_config(config: AuditConfig, *, progress: bool = False, model: nn.Module | None = None,
-               data: ImageDataset | None = None) -> RunOutcome:
+               data: ImageDataset | None = None, device: torch.device | None = None
+               ) -> RunOutcome:
     """Run one configuration and return its outcome; writes nothing. ``model`` replaces the
-    victim built from the config, ``data`` the dataset it names (a benchmark's own images)."""
-    device = resolve_device(config.device)
+    victim built from the config, ``data`` the dataset it names (a benchmark's own images);
+    ``device``: ``config.device`` already resolved (``resolve_device``)."""
+    device = resolve_device(config.device) if device is None else device
     arguments = attack_arguments(config.attack, config.hyperparameters, config.attack_settings)
     chosen = build_attacks(arguments, config.prior)
     if data is None:
@@ -127,10 +130,10 @@ def run_audit(config: AuditConfig, *, out: str | Path | None = "runs", progress:
               model: nn.Module | None = None) -> AuditResult:
     """``run_config``, then a run folder under ``out`` (unless ``out`` is None) holding the
     report and config.toml, from which ``gradinv attack --config`` repeats the run."""
+    device = resolve_device(config.device)
     if out is not None:
-        resolve_device(config.device)
         check_writable(out)
-    run = run_config(config, progress=progress, model=model)
+    run = run_config(config, progress=progress, model=model, device=device)
     folder = None
     if out is not None:
         folder = write_report(out, f"{'-'.join(run.outcomes)}-{config.model}-{config.dataset}",
