@@ -12,8 +12,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from .checks import one_line
-from .types import GradinvError
+from .checks import GradinvError, one_line
 
 
 def build_module(factory: str, what: str) -> nn.Module:
@@ -30,6 +29,19 @@ def build_module(factory: str, what: str) -> nn.Module:
     if not callable(make):
         raise GradinvError(f"{fail}: {module_name} has no callable {attr!r}")
     return call_factory(make, fail)
+
+
+def user_module(given: object, what: str, kinds: str = "an nn.Module") -> nn.Module:
+    """The user's module: ``given`` itself, what a factory (a callable, or its
+    ``package.module:factory`` import path) builds, or one clear error naming ``kinds``, what
+    the caller accepts."""
+    if isinstance(given, nn.Module):
+        return given
+    if isinstance(given, str):
+        return build_module(given, what)
+    if callable(given):
+        return call_factory(given, f"cannot build {what} from {given!r}")
+    raise GradinvError(f"{what} must be {kinds}, not {type(given).__name__}")
 
 
 def call_factory(make: Callable[[], nn.Module], fail: str) -> nn.Module:

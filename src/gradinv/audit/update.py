@@ -17,13 +17,14 @@ import torch
 from torch import nn
 
 from ..attacks import Attack
+from ..checks import GradinvError
 from ..files import check_writable
 from ..models import adapt_model
 from ..record.format import Record, open_record
 from ..record.model import ModelSpec, describe_module, first_difference
 from ..record.private import load_private_batch
-from ..types import GradinvError, Observation, PrivateBatch
-from ..user_code import build_module, call_factory
+from ..types import Observation, PrivateBatch
+from ..user_code import user_module
 from .config import PriorSpec, resolve_device, save_config
 from .engine import (AuditResult, Outcome, attack_arguments, build_attacks, check_attack_settings,
                      check_bn_prior, run_attacks, run_settings, write_report)
@@ -88,16 +89,8 @@ def check_model_factory(factory: object) -> None:
 def user_model(given: UserModel, record: Record) -> nn.Module:
     """The user's module (built by the factory when one is given), its torch BatchNorm layers
     converted, checked to have the recorded model's state."""
-    if isinstance(given, str):
-        module = build_module(given, "model")
-    elif isinstance(given, nn.Module):
-        module = given
-    elif callable(given):
-        module = call_factory(given, f"cannot build model from {given!r}")
-    else:
-        raise GradinvError(f"model must be an nn.Module, a factory or package.module:factory, "
-                           f"not {type(given).__name__}")
-    module = adapt_model(module)
+    module = adapt_model(user_module(given, "model", "an nn.Module, a factory or "
+                                     "package.module:factory"))
     check_model_fits(module, record)
     return module
 

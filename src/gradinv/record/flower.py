@@ -68,11 +68,11 @@ except ImportError as err:  # pragma: no cover - CI installs the extra
     raise ImportError("gradinv.record.flower needs Flower (flwr >= 1.42): "
                       "pip install 'gradinv[flower]'") from err
 
-from ..checks import MAX_SIZE, check_bool, check_choice, check_int, one_line
+from ..checks import MAX_SIZE, GradinvError, check_bool, check_choice, check_int, one_line
 from ..files import check_writable
 from ..models import adapt_model
-from ..types import FedAvgConfig, GradinvError, Observation, PrivateBatch, ThreatModel
-from ..user_code import call_factory, import_path
+from ..types import FedAvgConfig, Observation, PrivateBatch, ThreatModel
+from ..user_code import import_path, user_module
 from .format import RecordMeta
 from .model import ModelDescription, ModelInfo, ModelSpec, describe_module, first_difference
 from .writer import RecordWriter
@@ -135,14 +135,11 @@ def model_info(model: ModelSpec | nn.Module | Callable[[], nn.Module], *,
             raise GradinvError(f"{given[0]} is part of the ModelSpec; give it only with your "
                                "own model")
         return model
-    if isinstance(model, nn.Module):
-        module, source = model, import_path(type(model))
-    elif callable(model):
-        module = call_factory(model, f"cannot build model from {model!r}")
-        source = import_path(model)
-    else:
-        raise GradinvError(f"model must be a ModelSpec, an nn.Module or a factory returning "
-                           f"one, not {type(model).__name__}")
+    if isinstance(model, str):  # an import path names code, which a record never holds
+        raise GradinvError("model must be a ModelSpec, an nn.Module or a factory returning one, "
+                           "not str")
+    module = user_module(model, "model", "a ModelSpec, an nn.Module or a factory returning one")
+    source = import_path(type(model) if isinstance(model, nn.Module) else model)
     for key, value in sizes.items():
         if value is None:
             raise GradinvError(f"give {key}= with your own model (the record needs the input "
