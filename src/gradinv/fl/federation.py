@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..checks import MAX_RATE, MAX_SIZE, check_bool, check_choice, check_float, check_int
+from ..checks import (MAX_RATE, MAX_SIZE, GradinvError, check_bool, check_choice, check_float,
+                      check_int)
 from ..data import DATASETS, check_has_splits, load_dataset, to_model_input
 from ..data.partition import PARTITIONS, partition
 from ..defenses.base import ClientContext
@@ -30,8 +31,8 @@ from ..progress import Progress
 from ..record.format import Record, RecordMeta, open_record
 from ..record.model import ModelSpec
 from ..record.writer import RecordWriter
-from ..types import (ClientUpdate, DefenseSpec, FedAvgConfig, GradinvError, Observation,
-                     PrivateBatch, ThreatModel, UpdateKind, resolve_fedavg)
+from ..types import (ClientUpdate, DefenseSpec, FedAvgConfig, Observation, PrivateBatch,
+                     ThreatModel, UpdateKind, resolve_fedavg)
 from .client import compute_update, observe
 from .functional import FunctionalModel
 
@@ -151,7 +152,7 @@ class Federation:
         train = load_dataset(config.dataset, data_dir=config.data_dir, split="train")
         test = load_dataset(config.dataset, data_dir=config.data_dir, split="test")
         # The config records the test images actually used.
-        self.config = c = replace(config, test_images=test_count(config.test_images, len(test)))
+        self.config = c = replace(config, test_images=scored_test_images(config.test_images, len(test)))
         self.train = train
         self.clients = partition(train.labels, c.num_clients, scheme=c.partition, alpha=c.alpha,
                                  classes_per_client=c.classes_per_client, seed=c.seed)
@@ -216,7 +217,7 @@ class Federation:
         return history
 
 
-def test_count(wanted: int | None, available: int) -> int:
+def scored_test_images(wanted: int | None, available: int) -> int:
     """``wanted`` test images, or the first ``TEST_IMAGES`` (all, if fewer); more than the test
     split holds is refused rather than silently cut."""
     if wanted is None:

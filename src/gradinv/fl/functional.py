@@ -6,16 +6,15 @@ to the images, which is what gradient inversion optimises through.
 """
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 from torch.func import functional_call, grad
 from torch.nn import functional as F
 
+from ..checks import GradinvError
 from ..models.adapt import adapt_model
 from ..models.layers import BatchNorm2d
-from ..types import FedAvgConfig, GradientFn, GradinvError, ModelMode, Params
+from ..types import FedAvgConfig, GradientFn, ModelMode, Params
 
 
 def cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -94,6 +93,3 @@ class FunctionalModel:
         """theta_K - theta_0 (see ``local_sgd``)."""
         params = self.local_sgd(images, labels, cfg, gradient)
         return {k: params[k] - self.params[k] for k in params}
-
-    def local_steps(self, num_images: int, cfg: FedAvgConfig) -> int:
-        return cfg.epochs * math.ceil(num_images / cfg.local_batch_size)
