@@ -1,7 +1,8 @@
 """gradinv: audit the privacy of federated learning with gradient inversion attacks."""
 from .audit import AuditConfig, AuditResult, audit, run_audit
-from .types import (ClientUpdate, FedAvgConfig, GradinvError, Observation, PrivateBatch,
-                    Reconstruction, ThreatModel)
+from .checks import GradinvError
+from .types import (ClientUpdate, FedAvgConfig, Observation, PrivateBatch, Reconstruction,
+                    ThreatModel)
 from .version import __version__
 
 __all__ = ["AuditConfig", "AuditResult", "ClientUpdate", "FedAvgConfig", "GradinvError",

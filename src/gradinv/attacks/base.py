@@ -11,12 +11,12 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from ..checks import MAX_RATE, check_bool, check_choice, check_float, check_int
+from ..checks import MAX_RATE, GradinvError, check_bool, check_choice, check_float, check_int
 from ..defenses.pipeline import DefensePipeline
 from ..fl.functional import FunctionalModel
 from ..models.layers import BatchNorm2d
 from ..registry import Registry
-from ..types import FedAvgConfig, GradinvError, Observation, Params, Reconstruction
+from ..types import FedAvgConfig, Observation, Params, Reconstruction
 from .labels import estimate_num_images, infer_labels
 from .objectives import COSTS, BNStats, bn_statistics_distance, top_k_layers
 

@@ -13,7 +13,8 @@ import torch
 
 from ..optim import OptimisationResult, optimise_restarts
 from ..priors import Prior, load_prior
-from ..types import GradinvError, Reconstruction
+from ..checks import GradinvError
+from ..types import Reconstruction
 from .base import Attack, Target, check_hyperparameters, pick_winner, register, restart_generator
 from .objectives import total_variation
 

@@ -23,7 +23,8 @@ from torch.func import functional_call, vmap
 
 from ..optim import OptimisationResult, optimise_restarts
 from ..priors import Prior
-from ..types import GradinvError, Reconstruction
+from ..checks import GradinvError
+from ..types import Reconstruction
 from .base import Attack, Target, check_hyperparameters, pick_winner, register
 from .gi_z import GIz, resolve_prior
 from .objectives import total_variation

@@ -35,12 +35,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..checks import MAX_RATE, MAX_SIZE, check_float, check_int
+from ..checks import MAX_RATE, MAX_SIZE, GradinvError, check_float, check_int
 from ..files import check_writable, load_torch_file, save_torch_file
 from ..priors import DCGANGenerator, Prior, save_generator
 from ..progress import Progress
 from ..report import image_grid, write_png
-from ..types import GradinvError, Observation
+from ..types import Observation
 from .base import prepare_target
 from .gi_z import GIz
 from .gias import adapt_generator

@@ -5,7 +5,8 @@ import torch
 from torch import nn
 
 from ..models.inspect import last_layer
-from ..types import GradinvError, Observation
+from ..checks import GradinvError
+from ..types import Observation
 
 
 def _class_scores(model: nn.Module, observation: Observation) -> torch.Tensor:

@@ -5,7 +5,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from ..types import GradinvError, Params
+from ..checks import GradinvError
+from ..types import Params
 
 BNStats = dict[str, tuple[torch.Tensor, torch.Tensor]]
 

@@ -8,14 +8,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..checks import MAX_COUNT, MAX_SIZE, check_bool, check_choice, check_int
+from ..checks import MAX_COUNT, MAX_SIZE, GradinvError, check_bool, check_choice, check_int
 from ..data import DATASETS, ImageDataset, load_dataset, private_batch, resolve_split
 from ..defenses import DefensePipeline
 from ..files import check_writable
 from ..fl import compute_update, observe
 from ..models import INIT_SCHEMES, available_models, build_model, check_width, default_init_scheme
-from ..types import (DefenseSpec, FedAvgConfig, GradinvError, PrivateBatch, ThreatModel,
-                     UpdateKind, resolve_fedavg)
+from ..types import DefenseSpec, FedAvgConfig, PrivateBatch, ThreatModel, UpdateKind, resolve_fedavg
 from .config import PriorSpec, resolve_device, save_config
 from .engine import (AuditResult, Outcome, attack_arguments, build_attacks, check_attack_settings,
                      check_bn_prior, run_attacks, run_settings, write_report)

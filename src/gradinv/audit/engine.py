@@ -10,13 +10,13 @@ import torch
 from torch import nn
 
 from .. import attacks, defenses
-from ..checks import check_int
+from ..checks import GradinvError, check_int
 from ..data import adapt_channels
 from ..metrics import Scores, score
 from ..models import has_batch_norm
 from ..priors import load_prior
 from ..report import Row, new_run_dir, write_run
-from ..types import GradinvError, Observation, PrivateBatch, Reconstruction, ThreatModel
+from ..types import Observation, PrivateBatch, Reconstruction, ThreatModel
 from .config import PriorSpec
 
 

@@ -18,14 +18,13 @@ from statistics import fmean
 
 import numpy as np
 
-from ..checks import check_int
+from ..checks import GradinvError, check_int
 from ..progress import Progress
 from ..record.format import Entry, Record
 from ..record.private import load_private_batch
 from ..report.plots import line_chart
 from ..report.png import CURVE_COLOURS
 from ..report.run_folder import environment, new_run_dir, write_json
-from ..types import GradinvError
 from .update import RecordAttackConfig, UserModel, attack_recorded, prepare_record_attacks
 
 

@@ -11,7 +11,7 @@ from ..audit.engine import AuditResult
 from ..audit.update import RecordAuditConfig, run_record_audit
 from ..data import DATASETS
 from ..models import INIT_SCHEMES, available_models
-from ..types import GradinvError
+from ..checks import GradinvError
 from .options import (LOCAL_OPTIONS, add_attack_settings_arguments, add_defense_arguments,
                       add_model_factory_argument, add_threat_arguments, add_update_arguments,
                       defenses_from_args, given_options, merge_attack_options, refuse_given,

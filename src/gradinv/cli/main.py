@@ -5,7 +5,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from ..types import GradinvError
+from ..checks import GradinvError
 from .attack import add_attack_parsers
 from .audit import add_audit_parser
 from .fl import add_fl_parser

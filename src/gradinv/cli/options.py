@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from .. import defenses
 from ..attacks.gi import INITS
 from ..audit.config import PriorSpec, parse_assignment
-from ..types import FedAvgConfig, GradinvError, ThreatModel
+from ..checks import GradinvError
+from ..types import FedAvgConfig, ThreatModel
 
 # FedAvg's local options and the FedAvgConfig fields they set.
 LOCAL_OPTIONS = {"local_lr": "lr", "local_batch_size": "local_batch_size",

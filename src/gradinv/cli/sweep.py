@@ -5,7 +5,7 @@ import argparse
 from functools import partial
 from pathlib import Path
 
-from ..types import GradinvError
+from ..checks import GradinvError
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:

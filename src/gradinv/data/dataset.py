@@ -6,7 +6,8 @@ from dataclasses import dataclass
 import torch
 from torch.nn import functional as F
 
-from ..types import GradinvError, PrivateBatch
+from ..checks import GradinvError
+from ..types import PrivateBatch
 
 
 @dataclass(frozen=True)

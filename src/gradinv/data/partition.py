@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..types import GradinvError
+from ..checks import GradinvError
 
 PARTITIONS = ("iid", "dirichlet", "classes")
 

@@ -11,8 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..checks import check_choice
-from ..types import GradinvError
+from ..checks import GradinvError, check_choice
 from .dataset import ImageDataset
 
 FASHION_MNIST_DIRS = [Path("/usr/share/datasets/fashion-mnist")]

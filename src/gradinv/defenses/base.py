@@ -17,8 +17,9 @@ from typing import ClassVar
 
 import torch
 
+from ..checks import GradinvError
 from ..registry import Registry
-from ..types import DefenseSpec, FunctionalState, GradientFn, GradinvError, Params
+from ..types import DefenseSpec, FunctionalState, GradientFn, Params
 
 
 @dataclass(frozen=True)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch.func import grad, vmap
 
-from ..checks import check_float, check_int
+from ..checks import GradinvError, check_float, check_int
 from ..models.layers import BatchNorm2d
-from ..types import GradientFn, GradinvError, LossFn, Params
+from ..types import GradientFn, LossFn, Params
 from .base import ClientContext, LocalDefense, register
 from .noise import check_delta
 from .noise import noise_multiplier as calibrated_noise_multiplier

@@ -6,8 +6,8 @@ from functools import lru_cache
 
 import torch
 
-from ..checks import check_choice, check_float, check_int
-from ..types import GradinvError, Params
+from ..checks import GradinvError, check_choice, check_float, check_int
+from ..types import Params
 from .base import ClientContext, UpdateDefense, register
 from .clip import clip_to_norm
 

@@ -6,7 +6,8 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import torch
 
-from ..types import DefenseSpec, GradientFn, GradinvError, Params, ThreatModel
+from ..checks import GradinvError
+from ..types import DefenseSpec, GradientFn, Params, ThreatModel
 from .base import ClientContext, Defense, LocalDefense, UpdateDefense, create, parse_spec
 
 SpecLike = DefenseSpec | str | tuple[str, dict] | dict

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import torch
 
-from ..checks import check_choice, check_int
-from ..types import GradinvError, Params
+from ..checks import GradinvError, check_choice, check_int
+from ..types import Params
 from .base import ClientContext, UpdateDefense, register
 
 MODES = ("sign", "uniform")

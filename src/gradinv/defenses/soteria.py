@@ -12,9 +12,9 @@ from __future__ import annotations
 import torch
 from torch.func import functional_call, jacrev
 
-from ..checks import check_float
+from ..checks import GradinvError, check_float
 from ..models.inspect import last_layer
-from ..types import GradinvError, Params
+from ..types import Params
 from .base import ClientContext, UpdateDefense, register
 from .prune import keep_observed_pattern
 

@@ -6,11 +6,11 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from ..checks import GradinvError
 from ..defenses.base import ClientContext, Defense
 from ..defenses.pipeline import DefensePipeline
 from ..models.layers import BatchNorm2d
-from ..types import (ClientUpdate, FedAvgConfig, GradinvError, Observation, PrivateBatch,
-                     ThreatModel, UpdateKind)
+from ..types import ClientUpdate, FedAvgConfig, Observation, PrivateBatch, ThreatModel, UpdateKind
 from .functional import FunctionalModel
 
 

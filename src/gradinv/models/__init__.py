@@ -6,8 +6,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from ..checks import MAX_SIZE, check_int
-from ..types import GradinvError
+from ..checks import MAX_SIZE, GradinvError, check_int
 from .adapt import adapt_model
 from .convnet import ConvNet
 from .init import INIT_SCHEMES, initialise

@@ -15,7 +15,7 @@ import copy
 
 from torch import nn
 
-from ..types import GradinvError
+from ..checks import GradinvError
 from .layers import BatchNorm2d
 
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from ..types import GradinvError
+from ..checks import GradinvError
 
 
 def kaiming_fan_out(model: nn.Module) -> None:

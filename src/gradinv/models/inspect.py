@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from ..types import GradinvError
+from ..checks import GradinvError
 
 
 def last_layer(model: nn.Module) -> str:

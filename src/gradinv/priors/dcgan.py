@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from ..models.layers import BatchNorm2d
-from ..types import GradinvError
+from ..checks import GradinvError
 
 
 def _stages(image_size: int) -> int:

@@ -17,10 +17,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..checks import MAX_SIZE, check_int, one_line
+from ..checks import MAX_SIZE, GradinvError, check_int, one_line
 from ..data import adapt_channels
 from ..files import load_torch_file, load_weights, save_torch_file
-from ..types import GradinvError
 from ..user_code import build_module
 from .dcgan import DCGANGenerator
 

@@ -13,12 +13,11 @@ from pathlib import Path
 import torch
 from torch.nn import functional as F
 
-from ..checks import MAX_RATE, MAX_SIZE, check_choice, check_float, check_int
+from ..checks import MAX_RATE, MAX_SIZE, GradinvError, check_choice, check_float, check_int
 from ..data import DATASETS, check_has_splits, load_dataset, to_model_input
 from ..files import check_writable, load_torch_file, load_weights, save_torch_file
 from ..progress import Progress
 from ..report import image_grid, write_png
-from ..types import GradinvError
 from .dcgan import DCGANDiscriminator, DCGANGenerator, _stages
 from .prior import save_generator
 

@@ -33,8 +33,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors
 from torch import nn
 
-from ..types import (DefenseSpec, FedAvgConfig, GradinvError, Observation, ThreatModel,
-                     UpdateKind)
+from ..checks import GradinvError
+from ..types import DefenseSpec, FedAvgConfig, Observation, ThreatModel, UpdateKind
 from .model import ModelDescription, ModelInfo, ModelSpec, model_from_json
 
 FORMAT = "gradinv-fl-record"

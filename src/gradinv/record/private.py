@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..types import GradinvError, PrivateBatch
+from ..checks import GradinvError
+from ..types import PrivateBatch
 from .format import PRIVATE_DIR, PRIVATE_MANIFEST, FileRef, open_record, read_jsonl
 
 

@@ -16,7 +16,8 @@ import torch
 from safetensors.torch import save as save_safetensors
 
 from ..files import TMP_SUFFIX, write_atomic
-from ..types import GradinvError, Observation, PrivateBatch
+from ..checks import GradinvError
+from ..types import Observation, PrivateBatch
 from .format import (MANIFEST, META_FILE, PRIVATE_MANIFEST, Entry, FileRef, RecordMeta,
                      complete_lines, open_record, private_file, read_jsonl, round_file, sha256,
                      update_file, update_tensors)
