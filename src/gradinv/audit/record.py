@@ -10,7 +10,6 @@ trains?) and ``report.html``.
 """
 from __future__ import annotations
 
-import html
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,6 +23,7 @@ from ..record.format import Entry, Record
 from ..record.private import load_private_batch
 from ..report.plots import line_chart
 from ..report.png import CURVE_COLOURS
+from ..report.page import esc, page, paragraph, section, table
 from ..report.run_folder import environment, new_run_dir, write_json
 from .update import RecordAttackConfig, UserModel, attack_recorded, prepare_record_attacks
 
@@ -176,34 +176,23 @@ def _plot(path: Path, rows: list[dict], scored: bool) -> None:
                log=not scored, title="leakage over rounds")
 
 
-def _fmt(value: object) -> str:
-    return "-" if value is None else f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def _table(items: list[dict], columns: list[str]) -> str:
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(_fmt(i.get(c)))}</td>" for c in columns)
-                   + "</tr>" for i in items)
-    return f"<table border=1 cellpadding=3><tr>{head}</tr>{body}</table>"
-
-
 def _html(summary: dict, scored: bool) -> str:
     scores = ["mean_psnr", "mean_ssim", "label_accuracy", "matching_cost"]
-    legend = ", ".join(f"<span style='color:rgb{c}'>{html.escape(a)}</span>" for a, c in
+    legend = ", ".join(f"<span style='color:rgb{c}'>{esc(a)}</span>" for a, c in
                        zip(dict.fromkeys(r["attack"] for r in summary["updates"]),
                            CURVE_COLOURS * 4))
     note = ("scored against the clients' private batches kept in the record" if scored else
             "the record keeps no private batches (for every update attacked): ranked by "
             "matching cost, lower leaks more")
-    return f"""<!doctype html><html><head><meta charset="utf-8">
-<title>gradinv audit of {html.escape(summary['record'])}</title></head><body>
-<h1>gradinv audit of {html.escape(summary['record'])}</h1>
-<p>attacks: {html.escape(summary['attack'])}; {note}. Each update counts with its strongest
-attack's scores (the highest PSNR, or the lowest matching cost) in the rankings.</p>
-<h2>Clients, most leaking first</h2>{_table(summary['clients'], ['client', 'updates'] + scores)}
-<h2>Leakage over rounds</h2><p><img src="leakage.png" alt="leakage over rounds"> {legend}</p>
-{_table(summary['rounds'], ['round', 'updates'] + scores)}
-<h2>Every update</h2>
-{_table(summary['updates'], ['round', 'client', 'attack'] + scores + ['labels_shared', 'seconds'])}
-</body></html>
-"""
+    return page(f"gradinv audit of {summary['record']}", [
+        paragraph(f"attacks: {esc(summary['attack'])}; {note}. Each update counts with its "
+                  "strongest attack's scores (the highest PSNR, or the lowest matching cost) in "
+                  "the rankings."),
+        section("Clients, most leaking first", table(summary["clients"],
+                                                     ["client", "updates"] + scores)),
+        section("Leakage over rounds",
+                paragraph(f'<img src="leakage.png" alt="leakage over rounds"> {legend}'),
+                table(summary["rounds"], ["round", "updates"] + scores)),
+        section("Every update", table(summary["updates"], ["round", "client", "attack"] + scores
+                                      + ["labels_shared", "seconds"])),
+    ])

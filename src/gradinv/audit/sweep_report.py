@@ -11,7 +11,6 @@ matplotlib; see ``privacy_utility``), a grid of example reconstructions per batc
 """
 from __future__ import annotations
 
-import html
 import json
 from collections import defaultdict
 from pathlib import Path
@@ -20,6 +19,7 @@ from statistics import fmean, pstdev
 from ..checks import GradinvError
 from ..report.defense_grid import write_reconstruction_grids
 from ..report.levels import level_of
+from ..report.page import images, page, paragraph, section, table
 from ..report.plots import curve_colour, pyplot
 from ..report.png import line_plot, write_png
 from ..report.privacy_utility import rounds_label, utility_by_level, write_privacy_utility
@@ -77,10 +77,10 @@ def write_sweep_report(sweep_dir: str | Path) -> Path:
             plots.append(name)
     tradeoffs = _privacy_utility_plots(out, rows, utility) if utility else []
     grids = write_reconstruction_grids(out, attacks, Path(sweep_dir))
-    page = out / "index.html"
-    page.write_text(_html(Path(sweep_dir).name, rows, plots,
-                          _utility_section(utility, tradeoffs), grids))
-    return page
+    index = out / "index.html"
+    index.write_text(_html(Path(sweep_dir).name, rows, plots,
+                           _utility_section(utility, tradeoffs), grids))
+    return index
 
 
 def _curves(rows: list[dict], defense: str, metric: str) -> dict[str, tuple[list, list, list]]:
@@ -143,39 +143,23 @@ def _utility_section(utility: dict[tuple, dict], plots: list[str]) -> str:
                 "'gradinv[plots]'); the table's utility_accuracy column holds the numbers.</p>")
     return (f"<p>Utility: the test accuracy a short federation ({rounds_label(utility)} "
             "rounds) reaches when its clients apply the defense; a short training run, not a "
-            "converged model.</p>" + _images(plots))
-
-
-def _images(names: list[str]) -> str:
-    return "".join(f'<p><img src="{html.escape(p)}" alt="{html.escape(p)}"></p>' for p in names)
+            "converged model.</p>" + images(plots))
 
 
 def _html(name: str, rows: list[dict], plots: list[str], utility: str,
           grids: list[str]) -> str:
     columns = ["attack", "batch_size", "defense", "setting", "strength", "seeds", "mean_psnr",
                "mean_psnr_std", "mean_ssim", "mean_ssim_std", "utility_accuracy"]
-
-    def cell(value: object) -> str:
-        return html.escape("-" if value is None else f"{value:.4g}" if isinstance(value, float)
-                           else str(value))
-
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{cell(r[c])}</td>" for c in columns) + "</tr>"
-                   for r in rows)
-    grid = (_images(grids) if grids else "<p>No reconstruction grid: the run folders keep no "
-            "images (runs from before gradinv kept images.safetensors).</p>")
-    return f"""<!doctype html><html><head><meta charset="utf-8">
-<title>gradinv sweep {html.escape(name)}</title></head><body>
-<h1>gradinv sweep {html.escape(name)}</h1>
-<h2>Leakage vs defense strength</h2>
-<p>Mean over seeds (std: spread over seeds) of each attack's leakage, per defense strength.</p>
-{_images(plots)}
-<h2>Privacy vs utility</h2>
-{utility}
-<h2>Example reconstructions</h2>
-<p>Rows: defense levels (undefended first); columns: the ground truth, then each attack; the
-run of the smallest seed.</p>
-{grid}
-<h2>Table</h2>
-<table border=1 cellpadding=3><tr>{head}</tr>{body}</table></body></html>
-"""
+    grid = (images(grids) if grids else paragraph(
+        "No reconstruction grid: the run folders keep no images (runs from before gradinv kept "
+        "images.safetensors)."))
+    return page(f"gradinv sweep {name}", [
+        section("Leakage vs defense strength",
+                paragraph("Mean over seeds (std: spread over seeds) of each attack's leakage, "
+                          "per defense strength."), images(plots)),
+        section("Privacy vs utility", utility),
+        section("Example reconstructions",
+                paragraph("Rows: defense levels (undefended first); columns: the ground truth, "
+                          "then each attack; the run of the smallest seed."), grid),
+        section("Table", table(rows, columns)),
+    ])

@@ -2,7 +2,6 @@
 curve, report.html."""
 from __future__ import annotations
 
-import html
 import json
 import math
 import platform
@@ -15,6 +14,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ..version import __version__
+from .page import esc, page, paragraph, section, table
 from .plots import line_chart
 from .png import CURVE_COLOURS, image_grid, write_png
 
@@ -93,26 +93,22 @@ def read_images(folder: Path) -> dict[str, torch.Tensor] | None:
 
 
 def _html(title: str, config: dict, rows: list[Row], curves: dict[str, list[float]]) -> str:
-    esc = html.escape
-    lines = [f"<tr><td>{esc(r.label)}</td>"
-             + "".join(f"<td>{r.metrics.get(k, float('nan')):.3f}</td>"
-                       for k in ("mean_psnr", "mean_ssim", "best_psnr", "label_accuracy"))
-             + "</tr>" for r in rows if r.metrics]
+    scored = [{"row": r.label, **r.metrics} for r in rows if r.metrics]
     ranges = "".join(
         f'<li><span style="color:rgb{colour}">&#9632;</span> {esc(k)}: {v[0]:.4g} &rarr; '
         f"{v[-1]:.4g} (min {min(v):.4g})</li>"
         for colour, (k, v) in zip(CURVE_COLOURS * 4, curves.items()))
-    return f"""<!doctype html><html><head><meta charset="utf-8"><title>{esc(title)}</title>
-<style>body{{font-family:sans-serif;margin:2em}}td,th{{padding:2px 10px;text-align:right}}
-img{{image-rendering:pixelated;border:1px solid #ccc}}</style></head><body>
-<h1>{esc(title)}</h1>
-<h2>Images</h2><p>Rows, top to bottom: {esc(', '.join(r.label for r in rows))}.</p>
-<img src="grid.png" alt="image grid">
-<h2>Leakage</h2><table><tr><th></th><th>mean PSNR (dB)</th><th>mean SSIM</th>
-<th>best PSNR (dB)</th><th>label acc.</th></tr>{''.join(lines)}</table>
-<h2>Matching cost per iteration (log scale, best restart)</h2>
-<img src="loss.png" alt="loss curve"><ul>{ranges}</ul>
-<h2>Configuration</h2><pre>{esc(json.dumps(config, indent=2, default=str))}</pre>
-<p>Files: config.json, metrics.json, grid.png, images.safetensors (the images of each row),
-loss.png.</p></body></html>
-"""
+    return page(title, [
+        section("Images", paragraph("Rows, top to bottom: "
+                                    f"{esc(', '.join(r.label for r in rows))}."),
+                '<img src="grid.png" alt="image grid">'),
+        section("Leakage", table(scored, ["row", "mean_psnr", "mean_ssim", "best_psnr",
+                                          "label_accuracy"],
+                                 headings=["", "mean PSNR (dB)", "mean SSIM", "best PSNR (dB)",
+                                           "label acc."])),
+        section("Matching cost per iteration (log scale, best restart)",
+                f'<img src="loss.png" alt="loss curve"><ul>{ranges}</ul>'),
+        section("Configuration", f"<pre>{esc(json.dumps(config, indent=2, default=str))}</pre>"),
+        paragraph("Files: config.json, metrics.json, grid.png, images.safetensors (the images of "
+                  "each row), loss.png."),
+    ])
