@@ -8,12 +8,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..checks import MAX_COUNT, MAX_SIZE, GradinvError, check_bool, check_choice, check_int
-from ..data import DATASETS, ImageDataset, load_dataset, private_batch, resolve_split
+from ..checks import MAX_COUNT, GradinvError, check_bool, check_int
+from ..data import ImageDataset, load_dataset, private_batch, resolve_split
 from ..defenses import DefensePipeline
 from ..files import check_writable
 from ..fl import compute_update, observe
-from ..models import INIT_SCHEMES, available_models, build_model, check_width, default_init_scheme
+from ..fl.victim import VictimConfig
+from ..models import build_model
 from ..types import DefenseSpec, FedAvgConfig, PrivateBatch, ThreatModel, UpdateKind, resolve_fedavg
 from .config import PriorSpec, resolve_device, save_config
 from .engine import (AuditResult, Outcome, attack_arguments, build_attacks, check_attack_settings,
@@ -21,7 +22,7 @@ from .engine import (AuditResult, Outcome, attack_arguments, build_attacks, chec
 
 
 @dataclass(frozen=True)
-class AuditConfig:
+class AuditConfig(VictimConfig):
     """Everything that defines one audit run; saved verbatim in the run folder (config.json,
     and config.toml, which ``--config`` reads back).
 
@@ -36,17 +37,10 @@ class AuditConfig:
     """
 
     attack: str = "gi"
-    model: str = "lenet"
-    width: int | None = None
-    init_scheme: str | None = None
-    dataset: str = "default"
-    data_dir: str | None = None
     split: str | None = None  # None: 'test' for a dataset with splits
     batch_size: int = 1
     offset: int = 0
     distinct_labels: bool = True
-    image_size: int = 32
-    channels: int = 3
     update: UpdateKind = "fedsgd"
     fedavg: FedAvgConfig | None = None  # None: the default recipe for FedAvg
     threat: ThreatModel = field(default_factory=ThreatModel)
@@ -63,17 +57,11 @@ class AuditConfig:
         if not isinstance(self.threat, ThreatModel):
             raise GradinvError(f"threat must be a ThreatModel, not {type(self.threat).__name__}")
         check_attack_settings(self)
-        check_choice("model", self.model, available_models())
-        check_width(self.model, self.width)
-        check_choice("dataset", self.dataset, DATASETS)
-        for name, low, high in (("batch_size", 1, MAX_COUNT), ("offset", 0, MAX_COUNT),
-                                ("image_size", 4, MAX_SIZE), ("channels", 1, MAX_SIZE)):
-            check_int(name, getattr(self, name), low=low, high=high)
+        super().__post_init__()
+        for name in ("batch_size", "offset"):
+            check_int(name, getattr(self, name), low=1 if name == "batch_size" else 0,
+                      high=MAX_COUNT)
         check_bool("distinct_labels", self.distinct_labels)
-        # Record what is actually used, not "default": the scheme changes how much leaks.
-        if self.init_scheme is None:
-            object.__setattr__(self, "init_scheme", default_init_scheme(self.model))
-        check_choice("init_scheme", self.init_scheme, sorted(INIT_SCHEMES))
         object.__setattr__(self, "split", resolve_split(self.dataset, self.split))
         object.__setattr__(self, "fedavg", resolve_fedavg(self.update, self.fedavg, self.threat))
         object.__setattr__(self, "defenses",

@@ -48,19 +48,20 @@ import multiprocessing
 import os
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from ..checks import GradinvError, check_int, one_line
+from ..fl.victim import VictimConfig
 from ..progress import Progress
 from ..report.run_folder import json_safe
 from .config import read_toml
 
 GRID_KEYS = ("attack", "defense", "batch_size", "seed")
-# The [utility] keys that default to [base]'s value (both configs have them): by default the
-# short federation trains the audited architecture on the audited data.
-SHARED_KEYS = ("model", "width", "init_scheme", "dataset", "data_dir", "image_size", "channels",
-               "threat")
+# The [utility] keys that default to [base]'s value (the victim both configs share, and the
+# threat model): by default the short federation trains the audited architecture on the
+# audited data, in the audited mode.
+SHARED_KEYS = (*(f.name for f in fields(VictimConfig)), "threat")
 RESULTS = "results.jsonl"
 
 

@@ -18,15 +18,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..checks import (MAX_RATE, MAX_SIZE, GradinvError, check_bool, check_choice, check_float,
-                      check_int)
-from ..data import DATASETS, check_has_splits, load_dataset, to_model_input
+from ..checks import MAX_RATE, GradinvError, check_bool, check_choice, check_float, check_int
+from ..data import check_has_splits, load_dataset, to_model_input
 from ..data.partition import PARTITIONS, partition
 from ..defenses.base import ClientContext
 from ..defenses.pipeline import DefensePipeline
 from ..files import check_writable
-from ..models import (DEFAULT_WIDTH, INIT_SCHEMES, available_models, build_model, check_width,
-                      default_init_scheme)
+from ..models import DEFAULT_WIDTH, build_model
 from ..progress import Progress
 from ..record.format import Record, RecordMeta, open_record
 from ..record.model import ModelSpec
@@ -35,6 +33,7 @@ from ..types import (ClientUpdate, DefenseSpec, FedAvgConfig, Observation, Priva
                      ThreatModel, UpdateKind, resolve_fedavg)
 from .client import compute_update, observe
 from .functional import FunctionalModel
+from .victim import VictimConfig
 
 # Defaults of the settings that apply to some federations only (FederationConfig holds None
 # for them until it knows whether they apply): the width of a ConvNet or ResNet-18 (narrower
@@ -49,7 +48,7 @@ RoundHook = Callable[[int, dict[str, torch.Tensor], float], None]
 
 
 @dataclass(frozen=True)
-class FederationConfig:
+class FederationConfig(VictimConfig):
     """Everything that defines a simulated federation; saved in its record.
 
     Clients compute in train mode by default, as in deployments: BatchNorm then normalises with
@@ -61,10 +60,6 @@ class FederationConfig:
     """
 
     model: str = "convnet"
-    width: int | None = None
-    init_scheme: str | None = None
-    dataset: str = "default"
-    data_dir: str | None = None
     image_size: int = 28
     channels: int = 1
     num_clients: int = 10
@@ -84,18 +79,11 @@ class FederationConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        check_choice("model", self.model, available_models())
-        check_width(self.model, self.width)
+        super().__post_init__()
         if self.width is None and self.model != "lenet":
             object.__setattr__(self, "width", WIDTH)
-        if self.init_scheme is None:
-            object.__setattr__(self, "init_scheme", default_init_scheme(self.model))
-        check_choice("init_scheme", self.init_scheme, sorted(INIT_SCHEMES))
-        check_choice("dataset", self.dataset, DATASETS)
         check_has_splits(self.dataset, "a federation (clients train on train, accuracy is "
                          "measured on test)")
-        check_int("image_size", self.image_size, low=4, high=MAX_SIZE)
-        check_int("channels", self.channels, low=1, high=MAX_SIZE)
         for name in ("num_clients", "rounds", "batch_size"):
             check_int(name, getattr(self, name), low=1)
         check_int("test_images", self.test_images, low=1, optional=True)
@@ -152,7 +140,8 @@ class Federation:
         train = load_dataset(config.dataset, data_dir=config.data_dir, split="train")
         test = load_dataset(config.dataset, data_dir=config.data_dir, split="test")
         # The config records the test images actually used.
-        self.config = c = replace(config, test_images=scored_test_images(config.test_images, len(test)))
+        self.config = c = replace(config, test_images=scored_test_images(config.test_images,
+                                                                         len(test)))
         self.train = train
         self.clients = partition(train.labels, c.num_clients, scheme=c.partition, alpha=c.alpha,
                                  classes_per_client=c.classes_per_client, seed=c.seed)
