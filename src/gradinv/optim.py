@@ -6,6 +6,12 @@ Each attack supplies a single-restart ``cost_fn(variables, fixed) -> (total, mat
 maps ``grad`` of it over the leading restart dimension with ``torch.func.vmap``, so R restarts cost
 one forward/backward of an R-times larger batch instead of R Python-level attacks. Sequential mode
 runs the identical loop one restart at a time; it is the reference for tests and benchmarks.
+
+One iteration (gradient, optional sign, Adam, projection) is one function of tensors, with the
+learning rate and Adam's step count as 0-d tensors, so ``torch.compile`` turns it into one graph
+(``gradinv.execution``: compiled once per model, shapes, restarts and device, then reused). The
+loop never waits for the device: the matching cost of every iteration stays there until the
+progress bar redraws or the loop ends.
 """
 from __future__ import annotations
 
@@ -14,11 +20,14 @@ from dataclasses import dataclass
 
 import torch
 from torch.func import grad_and_value, vmap
+from torch.optim.adam import adam
 
+from .execution import Execution, Runner, fp32_precision, plan
 from .progress import Progress
 
 Variables = dict[str, torch.Tensor]
 CostFn = Callable[[Variables, Variables], tuple[torch.Tensor, torch.Tensor]]
+Step = Callable[[Variables, Variables], tuple[Variables, tuple[torch.Tensor, torch.Tensor]]]
 
 
 @dataclass
@@ -26,11 +35,22 @@ class OptimisationResult:
     variables: Variables
     matching_costs: torch.Tensor
     history: list[float]
+    execution: Execution  # how the loop ran (compiled or eager) and why
 
 
 def milestones(iterations: int) -> list[int]:
     """The step schedule of Geiping et al.: lr / 10 at 3/8, 5/8 and 7/8 of the run."""
     return [int(iterations * f) for f in (3 / 8, 5 / 8, 7 / 8)]
+
+
+def lr_schedule(lr: float, iterations: int, device: torch.device) -> torch.Tensor:
+    """The learning rate of every iteration (``milestones``), as ``MultiStepLR`` steps it."""
+    rates, current, cuts = [], lr, milestones(iterations)
+    for it in range(iterations):
+        for _ in range(cuts.count(it)):
+            current *= 0.1
+        rates.append(current)
+    return torch.tensor(rates, dtype=torch.float32, device=device)
 
 
 def optimise_restarts(
@@ -43,66 +63,79 @@ def optimise_restarts(
     signed: bool = True,
     project: Callable[[Variables], None] | None = None,
     batched: bool = True,
+    compile: str = "auto",
     label: str = "attack",
     progress: bool = True,
 ) -> OptimisationResult:
-    """Minimise ``cost_fn`` independently for every restart (leading dim of each variable)."""
+    """Minimise ``cost_fn`` independently for every restart (leading dim of each variable).
+
+    ``project`` maps the variables back onto their domain in place after every step;
+    ``compile`` is one of ``execution.COMPILE_CHOICES``."""
     fixed = fixed or {}
+    device = next(iter(init.values())).device
     restarts = next(iter(init.values())).shape[0]
-    if batched:
-        return _adam_loop(init, fixed, cost_fn, iterations, lr, signed, project, label, progress)
-    parts = [
-        _adam_loop({k: v[r:r + 1] for k, v in init.items()},
-                   {k: v[r:r + 1] for k, v in fixed.items()}, cost_fn, iterations, lr, signed,
-                   project, f"{label} restart {r + 1}/{restarts}", progress, vmapped=False)
-        for r in range(restarts)
-    ]
-    return OptimisationResult(
-        variables={k: torch.cat([p.variables[k] for p in parts]) for k in init},
-        matching_costs=torch.cat([p.matching_costs for p in parts]),
-        history=[min(h) for h in zip(*(p.history for p in parts))],
-    )
+    step = _batched_step(cost_fn) if batched else _single_step(cost_fn)
+    runner = Runner(_iteration(step, signed, project), plan(compile, device, iterations), label)
+    schedule = lr_schedule(lr, iterations, device)
+    with fp32_precision():
+        if batched:
+            final, history = _adam_loop(init, fixed, runner, schedule, label, progress)
+        else:
+            parts = [_adam_loop({k: v[r:r + 1] for k, v in init.items()},
+                                {k: v[r:r + 1] for k, v in fixed.items()}, runner, schedule,
+                                f"{label} restart {r + 1}/{restarts}", progress)
+                     for r in range(restarts)]
+            final = {k: torch.cat([variables[k] for variables, _ in parts]) for k in init}
+            history = torch.stack([h for _, h in parts]).amin(0)
+        matching = vmap(lambda v, f: cost_fn(v, f)[1])(final, fixed).detach()
+    return OptimisationResult(final, matching, history.tolist(), runner.execution)
 
 
-def _adam_loop(
-    init: Variables,
-    fixed: Variables,
-    cost_fn: CostFn,
-    iterations: int,
-    lr: float,
-    signed: bool,
-    project: Callable[[Variables], None] | None,
-    label: str,
-    show: bool,
-    vmapped: bool = True,
-) -> OptimisationResult:
-    variables = {k: v.detach().clone().requires_grad_(True) for k, v in init.items()}
-    step = _batched_step(cost_fn) if vmapped else _single_step(cost_fn)
-    optimiser = torch.optim.Adam(variables.values(), lr=lr)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimiser, milestones(iterations), 0.1)
-    bar = Progress(label, iterations, enabled=show)
-    history: list[float] = []
-    for it in range(iterations):
-        grads, (_, matching) = step({k: v.detach() for k, v in variables.items()}, fixed)
-        for k, v in variables.items():
-            v.grad = grads[k].sign() if signed else grads[k]
-        optimiser.step()
-        scheduler.step()
+def _adam_loop(init: Variables, fixed: Variables, runner: Runner[torch.Tensor],
+               schedule: torch.Tensor, label: str, show: bool
+               ) -> tuple[Variables, torch.Tensor]:
+    """Run ``runner`` once per entry of ``schedule`` (the learning rates) from ``init``; return
+    the final variables and the lowest matching cost of every iteration (on the device)."""
+    variables = {k: v.detach().clone() for k, v in init.items()}
+    exp_avgs = [torch.zeros_like(v) for v in variables.values()]
+    exp_avg_sqs = [torch.zeros_like(v) for v in variables.values()]
+    steps = [torch.zeros((), device=v.device) for v in variables.values()]
+    runner.keep_in_place([*variables.values(), *exp_avgs, *exp_avg_sqs, *steps])
+    history = torch.empty(len(schedule), device=schedule.device)
+    bar = Progress(label, len(schedule), enabled=show)
+    for it, lr in enumerate(schedule):
+        history[it] = runner(variables, fixed, exp_avgs, exp_avg_sqs, steps, lr)
+        bar.update(it + 1, history[it])
+    return variables, history
+
+
+def _iteration(step: Step, signed: bool, project: Callable[[Variables], None] | None
+               ) -> Callable[..., torch.Tensor]:
+    """One iteration, updating the variables and Adam's state in place; returns the lowest
+    matching cost over the restarts. Eagerly, Adam is torch's fused kernel (one pass over
+    each tensor); traced by ``torch.compile``, its foreach form, which the compiler fuses."""
+
+    def iterate(variables: Variables, fixed: Variables, exp_avgs: list[torch.Tensor],
+                exp_avg_sqs: list[torch.Tensor], steps: list[torch.Tensor],
+                lr: torch.Tensor) -> torch.Tensor:
+        grads, (_, matching) = step(variables, fixed)
+        directions = [grads[k].sign() if signed else grads[k] for k in variables]
+        traced = torch.compiler.is_compiling()
+        adam(list(variables.values()), directions, exp_avgs, exp_avg_sqs, [], steps,
+             fused=not traced, foreach=traced, capturable=traced, amsgrad=False, beta1=0.9,
+             beta2=0.999, lr=lr, weight_decay=0.0, eps=1e-8, maximize=False)
         if project is not None:
-            with torch.no_grad():
-                project(variables)
-        history.append(float(matching.min()))
-        bar.update(it + 1, history[-1])
-    final = {k: v.detach() for k, v in variables.items()}
-    matching = vmap(lambda v, f: cost_fn(v, f)[1])(final, fixed).detach()
-    return OptimisationResult(final, matching, history)
+            project(variables)
+        return matching.min()
+
+    return iterate
 
 
-def _batched_step(cost_fn: CostFn) -> Callable:
+def _batched_step(cost_fn: CostFn) -> Step:
     return vmap(grad_and_value(cost_fn, has_aux=True))
 
 
-def _single_step(cost_fn: CostFn) -> Callable:
+def _single_step(cost_fn: CostFn) -> Step:
     """The same step for exactly one restart, without vmap (the sequential reference)."""
     step = grad_and_value(cost_fn, has_aux=True)
 

@@ -1,8 +1,12 @@
-"""A small progress bar for long optimisations: step, current matching cost and ETA on stderr."""
+"""A small progress bar for long optimisations: step, current matching cost and ETA on stderr.
+
+The value may be a 0-d tensor still on its device: it is read (one host-device sync) only
+when the bar redraws, so an optimisation loop never waits for the device between redraws."""
 from __future__ import annotations
 
 import sys
 import time
+from typing import SupportsFloat
 
 
 def _clock(seconds: float) -> str:
@@ -21,7 +25,7 @@ class Progress:
         self.last_decile = -1
         self.tty = sys.stderr.isatty()
 
-    def update(self, step: int, value: float) -> None:
+    def update(self, step: int, value: SupportsFloat) -> None:
         if not self.enabled:
             return
         now = time.monotonic()
@@ -36,7 +40,7 @@ class Progress:
         elapsed = now - self.start
         eta = elapsed / done * (1 - done) if done > 0 else 0.0
         bar = "#" * int(done * 20)
-        line = (f"{self.label} [{bar:<20}] {step}/{self.total} {self.metric} {value:.4g} "
+        line = (f"{self.label} [{bar:<20}] {step}/{self.total} {self.metric} {float(value):.4g} "
                 f"elapsed {_clock(elapsed)} eta {_clock(eta)}")
         end = "\n" if final or not self.tty else ""
         sys.stderr.write(("\r" if self.tty else "") + line + end)
