@@ -5,10 +5,12 @@ from dataclasses import replace
 import pytest
 import torch
 
+from gradinv import execution
 from gradinv.attacks import create, prepare_target
 from gradinv.data import private_batch
 from gradinv.fl import compute_update, observe
 from gradinv.models import build_model
+from gradinv.optim import optimise_restarts
 from gradinv.priors import DCGANGenerator, Prior
 from gradinv.types import GradinvError, ThreatModel
 
@@ -89,3 +91,20 @@ def test_statistics_of_another_model_are_refused(convnet_case):
     with pytest.raises(GradinvError, match="BatchNorm statistics of layer"):
         prepare_target(model, replace(granted, bn_stats=other), image_shape=SHAPE,
                        device=torch.device("cpu"))
+
+
+def test_the_prior_traces_as_one_graph_with_its_hooks_registered_once(convnet_case, monkeypatch):
+    model, _, granted, _ = convnet_case
+    target = prepare_target(model, granted, image_shape=SHAPE, device=torch.device("cpu"))
+    hooks = [len(m._forward_pre_hooks) for m in target.model.module.modules()]
+    # dynamo's trace alone (nothing is compiled): a graph break would fail the fullgraph step
+    monkeypatch.setattr(execution, "BACKEND", "eager")
+
+    def cost_fn(v, _fixed):
+        distance = target.bn_prior(v["images"], 1.0)
+        return distance, distance
+
+    result = optimise_restarts({"images": torch.rand(2, 2, *SHAPE)}, cost_fn, iterations=2, lr=0.1,
+                               compile="on", progress=False)
+    assert result.execution.mode == "compiled"
+    assert [len(m._forward_pre_hooks) for m in target.model.module.modules()] == hooks

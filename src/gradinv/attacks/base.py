@@ -18,7 +18,7 @@ from ..models.layers import BatchNorm2d
 from ..registry import Registry
 from ..types import FedAvgConfig, Observation, Params, Reconstruction
 from .labels import estimate_num_images, infer_labels
-from .objectives import COSTS, BNStats, bn_statistics_distance, top_k_layers
+from .objectives import COSTS, BNInputs, BNStats, bn_statistics_distance, top_k_layers
 
 
 @dataclass
@@ -42,6 +42,10 @@ class Target:
     bn_stats: BNStats | None = None
     defenses: DefensePipeline | None = None
 
+    def __post_init__(self) -> None:
+        # The BN prior's hooks, registered once when the target is built (see ``BNInputs``).
+        self.bn_inputs = BNInputs(self.model.module, list(self.bn_stats)) if self.bn_stats else None
+
     def simulate(self, images: torch.Tensor, labels: torch.Tensor) -> Params:
         gradient = None if self.defenses is None else self.defenses.attacker_gradient()
         if self.fedavg is None:
@@ -64,7 +68,7 @@ class Target:
         if not self.bn_stats or not weight:
             return 0.0
         state = (self.model.params, self.model.buffers)
-        return weight * bn_statistics_distance(self.model.module, state, images, self.bn_stats)
+        return weight * bn_statistics_distance(self.bn_inputs, state, images, self.bn_stats)
 
 
 def prepare_target(

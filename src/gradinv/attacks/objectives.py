@@ -47,30 +47,48 @@ def total_variation(images: torch.Tensor) -> torch.Tensor:
     return dx + dy
 
 
-def bn_statistics_distance(module: nn.Module, state: tuple[Params, Params], images: torch.Tensor,
+class BNInputs:
+    """The per-channel mean and (biased) variance of the input of named BatchNorm layers of
+    ``module``, recorded by forward pre-hooks registered once, here: a hook registered inside
+    a step breaks the graph ``torch.compile`` traces (and dynamo then runs the whole step
+    eagerly). The hooks record only during ``statistics``, not when the module computes the
+    simulated update."""
+
+    def __init__(self, module: nn.Module, names: list[str]) -> None:
+        self.module, self.names = module, names
+        self.recording = False
+        self.seen: BNStats = {}
+        layers = dict(module.named_modules())
+        for name in names:
+            layers[name].register_forward_pre_hook(self._recorder(name))
+
+    def _recorder(self, name: str):
+        def record(_module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
+            if self.recording:
+                x = inputs[0]
+                self.seen[name] = (x.mean(dim=(0, 2, 3)), x.var(dim=(0, 2, 3), unbiased=False))
+        return record
+
+    def statistics(self, state: tuple[Params, Params], images: torch.Tensor) -> BNStats:
+        """The statistics when ``images`` run through the module with ``state`` (parameters,
+        buffers); taken out of the recorder within the same call, so this works inside
+        ``vmap`` over restarts and under ``grad``."""
+        self.recording = True
+        try:
+            functional_call(self.module, state, (images,))
+        finally:
+            self.recording = False
+        return {name: self.seen.pop(name) for name in self.names}
+
+
+def bn_statistics_distance(inputs: BNInputs, state: tuple[Params, Params], images: torch.Tensor,
                            observed: BNStats) -> torch.Tensor:
     """sum over BatchNorm layers l of |mean_l(x) - mu_l|_2 + |var_l(x) - sigma2_l|_2, where
     mean_l / var_l (biased) are the per-channel statistics of the input of layer l when the
-    candidate ``images`` run through ``module`` with ``state`` (parameters, buffers), and
-    (mu_l, sigma2_l) the client's observed ones: the BN prior of Yin et al. (CVPR 2021).
-
-    The statistics are recorded by pre-hooks during one ``functional_call`` and used within the
-    same call, so this works inside ``vmap`` over restarts and under ``grad``.
+    candidate ``images`` run through the module with ``state`` (parameters, buffers;
+    ``BNInputs``), and (mu_l, sigma2_l) the client's observed ones: the BN prior of Yin et al.
+    (CVPR 2021).
     """
-    seen: BNStats = {}
-
-    def recorder(name: str):
-        def record(_module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> None:
-            x = inputs[0]
-            seen[name] = (x.mean(dim=(0, 2, 3)), x.var(dim=(0, 2, 3), unbiased=False))
-        return record
-
-    layers = dict(module.named_modules())
-    handles = [layers[name].register_forward_pre_hook(recorder(name)) for name in observed]
-    try:
-        functional_call(module, state, (images,))
-    finally:
-        for handle in handles:
-            handle.remove()
+    seen = inputs.statistics(state, images)
     return sum((seen[n][0] - mean).norm() + (seen[n][1] - var).norm()
                for n, (mean, var) in observed.items())
