@@ -6,12 +6,16 @@ empty, truncated, not a torch file, a whole pickled ``nn.Module``, weights of an
 architecture) ends in one ``GradinvError`` line naming the file. Writes are atomic, so an
 interrupted run never leaves a half-written checkpoint behind. Output folders are checked
 before a run starts (``check_writable``), so a bad ``--out`` costs nothing and leaves nothing.
+A folder that one command writes over time (a record, a checkpoint folder) is locked while it
+is written (``FolderLock``), so a second writer fails at once instead of interleaving.
 """
 from __future__ import annotations
 
+import fcntl
 import io
 import os
 import pickle
+import socket
 import tempfile
 import warnings
 from collections.abc import Mapping
@@ -105,3 +109,38 @@ def _why_unreadable(err: Exception) -> str:
         return ("holds pickled Python objects (such as a whole model saved with torch.save(model)), "
                 "which are not loaded because unpickling can run code; save model.state_dict()")
     return f"is not a readable torch file (empty, truncated or corrupt; {one_line(err)})"
+
+
+LOCK_FILE = ".gradinv.lock"
+
+
+class FolderLock:
+    """An exclusive lock on ``folder`` (created if needed) while one process writes it: a
+    second writer, in this process or another, gets one clear error instead of mixing its
+    files in. The lock is the kernel's (``flock`` on ``LOCK_FILE``, which stays behind), so
+    it ends with its process however that ends; ``release`` ends it sooner."""
+
+    def __init__(self, folder: str | Path, what: str) -> None:
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        self._file = open(folder / LOCK_FILE, "a+")
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._file.seek(0)
+            holder = self._file.read().strip() or "another process"
+            self._file.close()
+            raise GradinvError(f"{what} {folder} is being written by {holder}; wait for it to "
+                               "end, or choose another folder") from None
+        self._file.truncate(0)
+        self._file.write(f"process {os.getpid()} on {socket.gethostname()}")
+        self._file.flush()
+
+    def release(self) -> None:
+        self._file.close()  # closing the file ends the lock
+
+    def __enter__(self) -> FolderLock:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()

@@ -36,7 +36,7 @@ import torch
 from torch import nn
 
 from ..checks import MAX_RATE, MAX_SIZE, GradinvError, check_float, check_int
-from ..files import check_writable, load_torch_file, save_torch_file
+from ..files import FolderLock, check_writable, load_torch_file, save_torch_file
 from ..priors import DCGANGenerator, Prior, save_generator
 from ..progress import Progress
 from ..report import image_grid, write_png
@@ -152,12 +152,16 @@ def learn_prior(
     device: str | torch.device = "cpu",
     progress: bool = True,
     log=print,
+    source: str | None = None,
 ) -> Path:
     """Run GIML over ``observations`` (cycled in order) and write ``out/generator.pt``.
 
     ``model`` supplies the architecture only: each observation carries the weights of its own
     round. ``out`` holds checkpoint.pt (resumed from when present), samples-stepN.png,
-    steps.jsonl (one line per meta step) and settings.json.
+    steps.jsonl (one line per meta step) and settings.json; it is locked while written.
+    ``source`` identifies the record the observations come from (``Record.identity``): the
+    checkpoint keeps it, and resuming from another record is refused, since its step would
+    index other updates.
     """
     if len(observations) == 0:
         raise GradinvError("GIML needs at least one observed update")
@@ -165,40 +169,42 @@ def learn_prior(
     # Read the first update (its file hashes are checked) and fit it to the model before
     # anything is written: a damaged record or a wrong shape leaves no half-made folder.
     prepare_target(model, observations[0], image_shape=image_shape, device=torch.device("cpu"))
-    device = torch.device(device)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    channels = config.channels or image_shape[0]
-    generator = untrained_generator(config, channels).to(device)
-    optimiser = torch.optim.Adam(generator.parameters(), lr=config.meta_lr)
-    steps = config.steps or len(observations)
-    start = _resume(out, config, generator, optimiser, log)
-    (out / "settings.json").write_text(json.dumps(
-        {"giml": asdict(config), "generator": generator.settings(),
-         "observations": len(observations), "image_shape": list(image_shape)}, indent=2))
-    prior = Prior(generator, config.latent_dim, (-1.0, 1.0), "giml")
-    fixed_z = torch.randn(32, config.latent_dim,
-                          generator=torch.Generator().manual_seed(config.seed)).to(device)
-    bar = Progress("GIML meta-step", steps, enabled=progress, metric="adapted cost")
-    for step in range(start, steps):
-        started = time.monotonic()
-        observation = observations[step % len(observations)]
-        adapted, latent_cost, adapted_cost = adapt_to_observation(
-            prior, model, observation, image_shape, config,
-            seed=config.seed * 1_000_003 + step, device=device)
-        before, after = meta_step(generator, adapted, optimiser)
-        record = MetaStep(step + 1, observation.round, observation.client_id, latent_cost,
-                          adapted_cost, before, after)
-        with (out / "steps.jsonl").open("a") as f:
-            f.write(json.dumps({**asdict(record), "seconds": time.monotonic() - started}) + "\n")
-        bar.update(step + 1, adapted_cost)
-        done = step + 1
-        if done % config.sample_every == 0 or done == steps:
-            write_samples(prior, fixed_z, out / f"samples-step{done:05d}.png")
-        if done % config.checkpoint_every == 0 or done == steps:
-            _save_checkpoint(out, config, generator, optimiser, done)
-    final = out / "generator.pt"
-    save_generator(generator.cpu(), final, extra={"giml": asdict(config)})
+    with FolderLock(out, "the GIML folder"):
+        device = torch.device(device)
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        channels = config.channels or image_shape[0]
+        generator = untrained_generator(config, channels).to(device)
+        optimiser = torch.optim.Adam(generator.parameters(), lr=config.meta_lr)
+        steps = config.steps or len(observations)
+        start = _resume(out, config, generator, optimiser, log, source)
+        (out / "settings.json").write_text(json.dumps(
+            {"giml": asdict(config), "generator": generator.settings(),
+             "observations": len(observations), "image_shape": list(image_shape),
+             "record": source}, indent=2))
+        prior = Prior(generator, config.latent_dim, (-1.0, 1.0), "giml")
+        fixed_z = torch.randn(32, config.latent_dim,
+                              generator=torch.Generator().manual_seed(config.seed)).to(device)
+        bar = Progress("GIML meta-step", steps, enabled=progress, metric="adapted cost")
+        for step in range(start, steps):
+            started = time.monotonic()
+            observation = observations[step % len(observations)]
+            adapted, latent_cost, adapted_cost = adapt_to_observation(
+                prior, model, observation, image_shape, config,
+                seed=config.seed * 1_000_003 + step, device=device)
+            before, after = meta_step(generator, adapted, optimiser)
+            record = MetaStep(step + 1, observation.round, observation.client_id, latent_cost,
+                              adapted_cost, before, after)
+            with (out / "steps.jsonl").open("a") as f:
+                f.write(json.dumps({**asdict(record), "seconds": time.monotonic() - started}) + "\n")
+            bar.update(step + 1, adapted_cost)
+            done = step + 1
+            if done % config.sample_every == 0 or done == steps:
+                write_samples(prior, fixed_z, out / f"samples-step{done:05d}.png")
+            if done % config.checkpoint_every == 0 or done == steps:
+                _save_checkpoint(out, config, generator, optimiser, done, source)
+        final = out / "generator.pt"
+        save_generator(generator.cpu(), final, extra={"giml": asdict(config), "record": source})
     return final
 
 
@@ -211,10 +217,11 @@ def write_samples(prior: Prior, z: torch.Tensor, path: Path) -> None:
 
 
 def _save_checkpoint(out: Path, config: GIMLConfig, generator: nn.Module,
-                     optimiser: torch.optim.Optimizer, step: int) -> None:
+                     optimiser: torch.optim.Optimizer, step: int, source: str | None) -> None:
     """Written atomically: an interrupt never leaves a half-written checkpoint."""
     save_torch_file({"config": asdict(config), "step": step, "generator": generator.state_dict(),
-                     "optimiser": optimiser.state_dict()}, out / "checkpoint.pt")
+                     "optimiser": optimiser.state_dict(), "record": source},
+                    out / "checkpoint.pt")
 
 
 def _truncate_steps_log(out: Path, step: int) -> None:
@@ -227,8 +234,9 @@ def _truncate_steps_log(out: Path, step: int) -> None:
 
 
 def _resume(out: Path, config: GIMLConfig, generator: nn.Module,
-            optimiser: torch.optim.Optimizer, log) -> int:
-    """Load ``out/checkpoint.pt`` if present (same settings but ``steps``); return its step."""
+            optimiser: torch.optim.Optimizer, log, source: str | None) -> int:
+    """Load ``out/checkpoint.pt`` if present (same settings but ``steps``, same record);
+    return its step."""
     path = out / "checkpoint.pt"
     if not path.exists():
         (out / "steps.jsonl").unlink(missing_ok=True)
@@ -243,6 +251,10 @@ def _resume(out: Path, config: GIMLConfig, generator: nn.Module,
     if {**saved, "steps": None} != {**asdict(config), "steps": None}:
         raise GradinvError(f"{path} was written with other GIML settings; use another --out "
                            "(only --steps may change when resuming)")
+    if state.get("record") != source:  # type: ignore[union-attr]
+        raise GradinvError(f"{path} was learned from another record (or from this one before "
+                           "it changed): resuming would continue on other updates; use another "
+                           "--out")
     generator.load_state_dict(state["generator"])
     optimiser.load_state_dict(state["optimiser"])
     _truncate_steps_log(out, step)

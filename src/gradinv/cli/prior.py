@@ -31,7 +31,8 @@ def cmd_prior_learn(args: argparse.Namespace) -> None:
              else user_model(args.model_factory, record))
     path = learn_prior(model, record.observations(),
                        (spec.channels, spec.image_size, spec.image_size), config, args.out,
-                       device=resolve_device(args.device), progress=not args.quiet)
+                       device=resolve_device(args.device), progress=not args.quiet,
+                       source=record.identity())
     print(f"generator: {path} (use it with --prior {path})")
 
 

@@ -15,7 +15,7 @@ from torch.nn import functional as F
 
 from ..checks import MAX_RATE, MAX_SIZE, GradinvError, check_choice, check_float, check_int
 from ..data import DATASETS, check_has_splits, load_dataset, to_model_input
-from ..files import check_writable, load_torch_file, load_weights, save_torch_file
+from ..files import FolderLock, check_writable, load_torch_file, load_weights, save_torch_file
 from ..progress import Progress
 from ..report import image_grid, write_png
 from .dcgan import DCGANDiscriminator, DCGANGenerator, _stages
@@ -54,52 +54,54 @@ class PriorTrainingConfig:
 
 def train_prior(config: PriorTrainingConfig, out: str | Path, *, progress: bool = True,
                 log=print) -> Path:
-    """Train (or resume) in ``out``; writes checkpoint.pt, samples-epochN.png, generator.pt."""
+    """Train (or resume) in ``out``; writes checkpoint.pt, samples-epochN.png, generator.pt.
+    ``out`` is locked while written: a second training there is refused."""
     if config.split != "train":
         raise GradinvError("a prior must be trained on the train split only, so that attacks "
                            "on held-out test images stay honest")
     check_writable(out)
     images = _training_images(config)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    channels = images.shape[1]
-    torch.manual_seed(config.seed)
-    gen = DCGANGenerator(latent_dim=config.latent_dim, width=config.width,
-                         channels=channels, image_size=config.image_size)
-    disc = DCGANDiscriminator(width=config.width, channels=channels,
-                              image_size=config.image_size)
-    opt_g = torch.optim.Adam(gen.parameters(), lr=config.lr, betas=(0.5, 0.999))
-    opt_d = torch.optim.Adam(disc.parameters(), lr=config.lr, betas=(0.5, 0.999))
-    fixed_z = torch.randn(64, config.latent_dim, generator=torch.Generator().manual_seed(config.seed))
-    checkpoint = out / "checkpoint.pt"
-    start_epoch = 0
-    if checkpoint.exists():
-        start_epoch = _resume(checkpoint, config, gen, disc, opt_g, opt_d)
-        log(f"resuming from {checkpoint} after epoch {start_epoch}")
-    (out / "settings.json").write_text(json.dumps({"training": asdict(config),
-                                                   "generator": gen.settings()}, indent=2))
-    steps = len(images) // config.batch_size
-    for epoch in range(start_epoch, config.epochs):
-        gen.train()
-        bar = Progress(f"epoch {epoch + 1}/{config.epochs}", steps, enabled=progress,
-                       metric="g_loss")
-        order = torch.randperm(len(images))
-        started = time.monotonic()
-        for step in range(steps):
-            real = images[order[step * config.batch_size:(step + 1) * config.batch_size]]
-            d_loss, g_loss = _gan_step(gen, disc, opt_g, opt_d, real, config.latent_dim)
-            bar.update(step + 1, g_loss)
-        gen.eval()
-        with torch.no_grad():
-            samples = (gen(fixed_z) + 1) / 2
-        write_png(out / f"samples-epoch{epoch + 1}.png", image_grid(list(samples.split(8)), scale=2))
-        save_torch_file({"config": asdict(config), "epoch": epoch + 1, "generator": gen.state_dict(),
-                         "discriminator": disc.state_dict(), "opt_g": opt_g.state_dict(),
-                         "opt_d": opt_d.state_dict(), "rng": torch.get_rng_state()}, checkpoint)
-        log(f"epoch {epoch + 1}: d_loss {d_loss:.3f} g_loss {g_loss:.3f} "
-            f"({time.monotonic() - started:.0f} s), checkpoint saved")
-    final = out / "generator.pt"
-    save_generator(gen, final, extra={"training": asdict(config)})
+    with FolderLock(out, "the prior-training folder"):
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        channels = images.shape[1]
+        torch.manual_seed(config.seed)
+        gen = DCGANGenerator(latent_dim=config.latent_dim, width=config.width,
+                             channels=channels, image_size=config.image_size)
+        disc = DCGANDiscriminator(width=config.width, channels=channels,
+                                  image_size=config.image_size)
+        opt_g = torch.optim.Adam(gen.parameters(), lr=config.lr, betas=(0.5, 0.999))
+        opt_d = torch.optim.Adam(disc.parameters(), lr=config.lr, betas=(0.5, 0.999))
+        fixed_z = torch.randn(64, config.latent_dim, generator=torch.Generator().manual_seed(config.seed))
+        checkpoint = out / "checkpoint.pt"
+        start_epoch = 0
+        if checkpoint.exists():
+            start_epoch = _resume(checkpoint, config, gen, disc, opt_g, opt_d)
+            log(f"resuming from {checkpoint} after epoch {start_epoch}")
+        (out / "settings.json").write_text(json.dumps({"training": asdict(config),
+                                                       "generator": gen.settings()}, indent=2))
+        steps = len(images) // config.batch_size
+        for epoch in range(start_epoch, config.epochs):
+            gen.train()
+            bar = Progress(f"epoch {epoch + 1}/{config.epochs}", steps, enabled=progress,
+                           metric="g_loss")
+            order = torch.randperm(len(images))
+            started = time.monotonic()
+            for step in range(steps):
+                real = images[order[step * config.batch_size:(step + 1) * config.batch_size]]
+                d_loss, g_loss = _gan_step(gen, disc, opt_g, opt_d, real, config.latent_dim)
+                bar.update(step + 1, g_loss)
+            gen.eval()
+            with torch.no_grad():
+                samples = (gen(fixed_z) + 1) / 2
+            write_png(out / f"samples-epoch{epoch + 1}.png", image_grid(list(samples.split(8)), scale=2))
+            save_torch_file({"config": asdict(config), "epoch": epoch + 1, "generator": gen.state_dict(),
+                             "discriminator": disc.state_dict(), "opt_g": opt_g.state_dict(),
+                             "opt_d": opt_d.state_dict(), "rng": torch.get_rng_state()}, checkpoint)
+            log(f"epoch {epoch + 1}: d_loss {d_loss:.3f} g_loss {g_loss:.3f} "
+                f"({time.monotonic() - started:.0f} s), checkpoint saved")
+        final = out / "generator.pt"
+        save_generator(gen, final, extra={"training": asdict(config)})
     return final
 
 

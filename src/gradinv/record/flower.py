@@ -69,7 +69,7 @@ except ImportError as err:  # pragma: no cover - CI installs the extra
                       "pip install 'gradinv[flower]'") from err
 
 from ..checks import MAX_SIZE, GradinvError, check_bool, check_choice, check_int, one_line
-from ..files import check_writable
+from ..files import LOCK_FILE, check_writable
 from ..models import adapt_model
 from ..types import FedAvgConfig, Observation, PrivateBatch, ThreatModel
 from ..user_code import import_path, user_module
@@ -194,7 +194,8 @@ class RecordingStrategy(Strategy):
                                "it needs local_hparams_known=True")
         root = Path(record_dir)
         check_writable(root)
-        if root.exists() and (not root.is_dir() or any(root.iterdir())):
+        if root.exists() and (not root.is_dir()
+                              or any(p.name != LOCK_FILE for p in root.iterdir())):
             raise GradinvError(f"{root} is not an empty folder; a Flower run records into a "
                                "new or empty one")
         self.strategy, self.threat, self.update = strategy, threat, update

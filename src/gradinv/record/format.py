@@ -102,11 +102,35 @@ class RecordMeta:
     data_channels: int
     private: bool
     federation: dict
+    privacy: dict | None = None  # the writer's DP account (fl.Federation.privacy), if any
 
     def to_json(self) -> dict:
         version = 1 if isinstance(self.model, ModelSpec) else VERSION  # as old readers expect
-        return {"format": FORMAT, "version": version, **asdict(self),
+        data = {"format": FORMAT, "version": version, **asdict(self),
                 "model": self.model.to_json(), "fields": self.fields()}
+        if self.privacy is None:  # records without one read (and resume) as before
+            del data["privacy"]
+        return data
+
+    def privacy_lines(self) -> list[str]:
+        """The privacy account in words: per DP defense, the most and the least epsilon a
+        client spends, and what the server sees in the clear anyway."""
+        if self.privacy is None:
+            return []
+        p = self.privacy
+        lines = []
+        for d in p["defenses"]:
+            spent = d["spent_epsilon"].values()
+            budget = ("" if d["calibrated_epsilon"] is None
+                      else f", calibrated to epsilon {d['calibrated_epsilon']:g}")
+            lines.append(f"{d['name']} protects {d['protects']}: each client spends epsilon "
+                         f"{min(spent):.3g} to {max(spent):.3g} at delta {d['delta']:g} over "
+                         f"its {min(p['participations'].values())} to "
+                         f"{max(p['participations'].values())} updates{budget} ({p['accountant']})")
+        if p["in_the_clear"]:
+            lines.append(f"not covered: the server is given the {', '.join(p['in_the_clear'])} "
+                         "in the clear (the threat model grants them)")
+        return lines
 
     def fields(self) -> dict:
         """A note, for readers of the files, of which fields this record holds."""
@@ -124,7 +148,8 @@ class RecordMeta:
     def from_json(cls, data: dict) -> RecordMeta:
         return cls(model=model_from_json(data["model"]), update=data["update"],
                    threat=ThreatModel(**data["threat"]), data_channels=data["data_channels"],
-                   private=data["private"], federation=data["federation"])
+                   private=data["private"], federation=data["federation"],
+                   privacy=data.get("privacy"))
 
 
 @dataclass(frozen=True)
@@ -237,12 +262,28 @@ class Record:
         self._complete: list[int] = []
         self._accuracy: dict[int, float] = {}
         self._states: dict[int, FileRef] = {}  # round -> state broadcast at its start
-        for number, (_, line) in enumerate(complete_lines(manifest), 1):
+        self._lines = complete_lines(manifest)
+        seen: set[tuple] = set()
+        for number, (_, line) in enumerate(self._lines, 1):
             try:
                 self._add(line)
             except (KeyError, TypeError, ValueError) as err:
                 raise GradinvError(f"{manifest} line {number} is malformed "
                                    f"({type(err).__name__}: {err})") from None
+            key = _line_key(line)
+            if key in seen:  # two writers shared the folder, or a hand edit
+                raise GradinvError(f"{manifest} line {number} repeats {_describe(key)} (written "
+                                   "by two processes at once?); the record cannot be trusted, "
+                                   "as its updates would count twice")
+            seen.add(key)
+
+    def identity(self) -> str:
+        """The sha256 of record.json and the complete manifest: what was learned from or
+        audited is this record as it is now (a resumed federation, with more rounds, differs)."""
+        digest = hashlib.sha256((self.path / META_FILE).read_bytes())
+        for text, _ in self._lines:
+            digest.update(text.encode() + b"\n")
+        return digest.hexdigest()
 
     def _add(self, line: dict) -> None:
         if "round_complete" in line:
@@ -346,6 +387,18 @@ class Record:
         for i, name in enumerate(self.description.shapes()):
             first.setdefault(name.rpartition(".")[0], i)
         return sorted(layers, key=lambda layer: (first.get(layer, len(first)), layer))
+
+
+def _line_key(line: dict) -> tuple:
+    """What a manifest line records once only: a round's end, or one client's update in it."""
+    if "round_complete" in line:
+        return ("end", int(line["round_complete"]))
+    return ("update", line["round"], line["client_id"])
+
+
+def _describe(key: tuple) -> str:
+    return (f"the end of round {key[1]}" if key[0] == "end"
+            else f"the update of client {key[2]} in round {key[1]}")
 
 
 class RecordObservations(Sequence[Observation]):

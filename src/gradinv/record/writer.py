@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import save as save_safetensors
 
-from ..files import TMP_SUFFIX, write_atomic
+from ..files import LOCK_FILE, TMP_SUFFIX, FolderLock, write_atomic
 from ..checks import GradinvError
 from ..types import Observation, PrivateBatch
 from .format import (MANIFEST, META_FILE, PRIVATE_MANIFEST, Entry, FileRef, RecordMeta,
@@ -25,7 +25,9 @@ from .format import (MANIFEST, META_FILE, PRIVATE_MANIFEST, Entry, FileRef, Reco
 
 class RecordWriter:
     """Appends rounds to the record at ``root``; a record written with the same ``meta`` is
-    resumed after its last complete round (``next_round``, ``resume_state``)."""
+    resumed after its last complete round (``next_round``, ``resume_state``). The record is
+    locked until ``close`` (or the process ends): a second writer is refused, as two would
+    interleave their rounds in one manifest."""
 
     def __init__(self, root: str | Path, meta: RecordMeta) -> None:
         self.root = Path(root)
@@ -35,10 +37,25 @@ class RecordWriter:
         self._states: dict[int, FileRef] = {}
         if self.root.exists() and not self.root.is_dir():
             raise GradinvError(f"{self.root} is a file; a record needs a folder")
-        if self.root.is_dir() and any(self.root.iterdir()):
-            self._resume()
-        else:
-            self._create()
+        self._lock = FolderLock(self.root, "the record")
+        try:
+            if any(p.name != LOCK_FILE for p in self.root.iterdir()):
+                self._resume()
+            else:
+                self._create()
+        except BaseException:
+            self.close()
+            raise
+
+    def close(self) -> None:
+        """Let another writer have the record."""
+        self._lock.release()
+
+    def __enter__(self) -> RecordWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     def _create(self) -> None:
         write_atomic(self.root / META_FILE, _meta_bytes(self.meta))
