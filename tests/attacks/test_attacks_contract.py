@@ -1,25 +1,11 @@
 """Every registered attack honours the same contract; new attacks are picked up automatically."""
-import inspect
-
 import pytest
 import torch
 
 from gradinv import attacks
 from gradinv.fl import compute_update, observe
-from gradinv.priors import DCGANGenerator, Prior
 from gradinv.types import FedAvgConfig, GradinvError, ThreatModel
-
-FAST = {"iterations": 3, "restarts": 2}
-
-
-def make(name: str, **kw):
-    """Create an attack with tiny settings; attacks that need a generator get a small random one."""
-    params = inspect.signature(attacks.base.REGISTRY.get(name).__init__).parameters
-    extra = {}
-    if "prior" in params:
-        torch.manual_seed(0)
-        extra["prior"] = Prior(DCGANGenerator(latent_dim=8, width=8, channels=1, image_size=32), 8)
-    return attacks.create(name, **FAST, **extra, **kw)
+from tiny_attacks import FAST, make
 
 
 @pytest.mark.parametrize("name", sorted(attacks.available()))

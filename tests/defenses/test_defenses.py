@@ -20,7 +20,7 @@ from gradinv.fl import compute_update, observe
 from gradinv.fl.functional import FunctionalModel
 from gradinv.models import build_model
 from gradinv.types import DefenseSpec, FedAvgConfig, GradinvError, ThreatModel
-from test_attacks_contract import FAST, make as make_attack
+from tiny_attacks import FAST, make as make_attack
 
 # Settings that make every defense change a LeNet update; the others keep their defaults.
 SETTINGS = {

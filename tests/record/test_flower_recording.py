@@ -1,4 +1,5 @@
-"""gradinv.record.flower: recording a Flower federation, and auditing the record (gradinv audit)."""
+"""gradinv.record.flower: recording a Flower federation (the strategy driven by hand, and real
+Flower simulations), for gradinv's architectures and the user's own client model."""
 import json
 import re
 import os
@@ -7,7 +8,6 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -17,80 +17,16 @@ from flwr.serverapp.strategy import FedAvg
 from gradinv.cli import main
 from gradinv.fl.client import compute_update
 from gradinv.record.private import load_private_batch
-from gradinv.record import ModelSpec, open_record
-from gradinv.record.flower import RecordingStrategy, client_reply
+from gradinv.record import open_record
+from gradinv.record.flower import RecordingStrategy
 from gradinv.models import build_model
 from gradinv.audit.record import LeakageAuditConfig, run_leakage_audit
-from gradinv.types import GradinvError, PrivateBatch, ThreatModel
+from gradinv.types import GradinvError, ThreatModel
+from flower_helpers import LR, SPEC, Grid, initial_state, run_round
+from flower_helpers import flower_run, own_record  # noqa: F401 (fixtures; flower_run is autouse)
 
-ROOT = Path(__file__).resolve().parents[1]
-SPEC = ModelSpec("lenet", 12, 1, 10, 16, "dlg-uniform")
-LR = 0.1
+ROOT = Path(__file__).resolve().parents[2]
 RAY_PATTERN = "raylet|gcs_server|flower-superlink|flower-superexec|ray::"
-
-
-@pytest.fixture(autouse=True)
-def flower_run(monkeypatch):
-    """FedAvg builds real Messages, which need the identity of a run (Flower sets it when a
-    ServerApp runs; these tests call the strategy directly)."""
-    from flwr.supercore.task_identity import TaskIdentity
-    for name in ("_run_id", "_task_id", "_node_id"):
-        monkeypatch.setattr(TaskIdentity, name, 1, raising=False)
-
-
-class Grid:
-    """The part of a Flower Grid that FedAvg's configure_train uses."""
-
-    def __init__(self, nodes):
-        self.nodes = nodes
-
-    def get_node_ids(self):
-        return list(self.nodes)
-
-
-def reply(node, content):
-    """A client's reply as the server's strategy receives it."""
-    return SimpleNamespace(content=content, metadata=SimpleNamespace(src_node_id=node),
-                           has_error=lambda: False, has_content=lambda: True)
-
-
-def one_step(state, batch):
-    """The client: one plain SGD step on its whole batch, in train mode; returns its new state
-    and the gradient it stepped with."""
-    model = build_model("lenet", channels=1, num_classes=10, image_size=16)
-    model.load_state_dict(state)
-    model.train()
-    torch.nn.functional.cross_entropy(model(batch.images), batch.labels).backward()
-    gradient = {k: p.grad.clone() for k, p in model.named_parameters()}
-    with torch.no_grad():
-        for p in model.parameters():
-            p -= LR * p.grad
-    return model.state_dict(), gradient
-
-
-def batches(n=2, size=3):
-    g = torch.Generator().manual_seed(1)
-    return [PrivateBatch(torch.rand(size, 1, 16, 16, generator=g),
-                         torch.randint(0, 10, (size,), generator=g)) for _ in range(n)]
-
-
-def run_round(strategy, state, server_round=1, declare=None, nodes=(5001, 9002)):
-    """Configure, let each client take one step, aggregate: what the clients sent."""
-    strategy.configure_train(server_round, ArrayRecord(state), ConfigRecord(), Grid(nodes))
-    sent, replies = [], []
-    for client, (node, batch) in enumerate(zip(nodes, batches(len(nodes)))):
-        new, gradient = one_step(state, batch)
-        kwargs = dict(partition_id=client, lr=LR, local_batch_size=len(batch.labels), epochs=1,
-                      labels=batch.labels, private=batch)
-        kwargs.update(declare or {})
-        replies.append(reply(node, client_reply(new, len(batch.labels), **kwargs)))
-        sent.append((new, gradient, batch))
-    arrays, _ = strategy.aggregate_train(server_round, replies)
-    return sent, replies, arrays
-
-
-def initial_state():
-    return build_model("lenet", channels=1, num_classes=10, image_size=16, seed=3).state_dict()
 
 
 def test_recorded_arrays_are_bit_exact_with_what_was_sent(tmp_path):
@@ -172,69 +108,6 @@ def test_clear_errors_when_recording(tmp_path):
         RecordingStrategy(fed, tmp_path / "priv", model=SPEC)
     with pytest.raises(GradinvError, match="message-API Strategy"):
         RecordingStrategy(object(), tmp_path / "x", model=SPEC)
-
-
-@pytest.fixture
-def record(tmp_path):
-    strategy = RecordingStrategy(FedAvg(fraction_evaluate=0.0), tmp_path / "rec", model=SPEC,
-                                 store_private=True)
-    state = initial_state()
-    _, _, arrays = run_round(strategy, state)
-    run_round(strategy, arrays.to_torch_state_dict(), server_round=2)
-    return tmp_path / "rec"
-
-
-def test_audit_ranks_clients_and_rounds(record, tmp_path):
-    config = LeakageAuditConfig(str(record), hyperparameters={"iterations": 5}, rounds=(0, 1),
-                                max_updates=3)
-    result = run_leakage_audit(config, out=tmp_path / "out", progress=False)
-    assert len(result.rows) == 3 and [r["round"] for r in result.rounds] == [0, 1]
-    assert all(r["mean_psnr"] is not None for r in result.rows)
-    psnr = [c["mean_psnr"] for c in result.clients]
-    assert psnr == sorted(psnr, reverse=True)
-    for name in ("report.html", "leakage.json", "leakage.png"):
-        assert (result.folder / name).stat().st_size > 0
-    assert json.loads((result.folder / "leakage.json").read_text())["ranked_by"] == "mean_psnr"
-
-
-def test_audit_ranks_each_update_by_its_strongest_attack(record):
-    """Two attacks on the same updates: a client leaks what the better one recovers, so its
-    score is the mean over its updates of the best attack's PSNR, not of both attacks'."""
-    config = LeakageAuditConfig(str(record), attack="gi,dlg", hyperparameters={"iterations": 5},
-                                rounds=(0,))
-    result = run_leakage_audit(config, out=None, progress=False)
-    for client in result.clients:  # one update per client in round 0
-        scores = [r["mean_psnr"] for r in result.rows if r["client"] == client["client"]]
-        assert len(scores) == 2 and scores[0] != scores[1]
-        assert client["mean_psnr"] == max(scores)
-
-
-def test_audit_clear_errors(record, tmp_path, capsys):
-    def audit(path, *extra):
-        code = main(["audit", str(path), "--iterations", "2", "--out", str(tmp_path / "o"),
-                     "--quiet", *extra])
-        return code, capsys.readouterr().err
-
-    wrong = build_model("lenet", channels=1, num_classes=10, image_size=28)
-    with pytest.raises(GradinvError, match="does not fit the record.*needs no model"):
-        run_leakage_audit(LeakageAuditConfig(str(record)), out=None, model=wrong)
-    (tmp_path / "empty").mkdir()
-    assert audit(tmp_path / "empty") == (2, f"gradinv: error: {tmp_path / 'empty'} is not a "
-                                            "gradinv record: it is empty\n")
-    assert "has no complete round 5" in audit(record, "--rounds", "5")[1]
-    # cut off during its first round: nothing complete to audit
-    cut = tmp_path / "cut"
-    cut.mkdir()
-    for name in ("record.json", "rounds", "updates"):
-        os.system(f"cp -r {record / name} {cut / name}")
-    lines = (record / "manifest.jsonl").read_text().splitlines()
-    (cut / "manifest.jsonl").write_text("\n".join(lines[:2]) + "\n" + lines[2][:20])
-    assert "holds no complete round" in audit(cut)[1]
-    # a truncated update file is caught by its sha256
-    update = record / "updates" / "round-00001-client-0001.safetensors"
-    update.write_bytes(update.read_bytes()[:100])
-    code, err = audit(record)
-    assert code == 2 and "does not match its sha256" in err
 
 
 def _ray_processes():
@@ -376,52 +249,7 @@ def test_missing_flower_is_one_clear_error():
     assert done.returncode == 0 and "pip install 'gradinv[flower]'" in done.stdout
 
 
-def test_audit_without_private_batches_ranks_by_matching_cost(tmp_path):
-    strategy = RecordingStrategy(FedAvg(fraction_evaluate=0.0), tmp_path / "r", model=SPEC)
-    run_round(strategy, initial_state(), declare={"private": None})
-    result = run_leakage_audit(LeakageAuditConfig(str(tmp_path / "r"),
-                                                  hyperparameters={"iterations": 3}),
-                               out=tmp_path / "out", progress=False)
-    assert all(r["mean_psnr"] is None for r in result.rows)
-    costs = [c["matching_cost"] for c in result.clients]
-    assert costs == sorted(costs)
-    summary = json.loads((result.folder / "leakage.json").read_text())
-    assert summary["ranked_by"] == "matching_cost"
-    assert "ranked by matching cost" in (result.folder / "report.html").read_text()
-
-
 # -- the user's own client model -----------------------------------------------------------
-
-def own_model_round(strategy, state, server_round=1):
-    """Two clients train TinyNet (torch BatchNorm2d, train mode: running statistics move) for
-    one SGD step and reply; returns what the server aggregated."""
-    from custom_models import TinyNet
-    strategy.configure_train(server_round, ArrayRecord(state), ConfigRecord(), Grid([3, 4]))
-    replies = []
-    for client, batch in enumerate(batches()):
-        model = TinyNet()
-        model.load_state_dict(state)
-        torch.nn.functional.cross_entropy(model(batch.images), batch.labels).backward()
-        with torch.no_grad():
-            for p in model.parameters():
-                p -= LR * p.grad
-        replies.append(reply(client + 3, client_reply(
-            model.state_dict(), 3, partition_id=client, lr=LR, local_batch_size=3, epochs=1,
-            labels=batch.labels, private=batch)))
-    arrays, _ = strategy.aggregate_train(server_round, replies)
-    return arrays.to_torch_state_dict()
-
-
-@pytest.fixture
-def own_record(tmp_path):
-    """Two rounds of a federation of TinyNet, recorded from its class (the factory)."""
-    from custom_models import TinyNet
-    strategy = RecordingStrategy(FedAvg(fraction_evaluate=0.0), tmp_path / "own", model=TinyNet,
-                                 channels=1, num_classes=10, image_size=16, store_private=True)
-    torch.manual_seed(0)
-    state = own_model_round(strategy, TinyNet().state_dict())
-    own_model_round(strategy, state, server_round=2)
-    return tmp_path / "own"
 
 
 def test_own_model_is_recorded_as_a_description(own_record):
@@ -439,71 +267,6 @@ def test_own_model_is_recorded_as_a_description(own_record):
     with pytest.raises(GradinvError, match="--model-factory package.module:factory") as err:
         record.build_model()
     assert "recorded from custom_models:TinyNet" in str(err.value)
-
-
-def test_own_model_record_is_audited_with_its_factory(own_record, tmp_path, capsys):
-    from custom_models import TinyNet
-    out = str(tmp_path / "out")
-    assert main(["audit", str(own_record), "--model-factory", "custom_models:TinyNet",
-                 "--iterations", "3", "--restarts", "1", "--out", out, "--quiet"]) == 0
-    assert "most leaking client" in capsys.readouterr().out
-    summary = json.loads(next((tmp_path / "out").glob("*/leakage.json")).read_text())
-    assert summary["model_factory"] == "custom_models:TinyNet" and len(summary["updates"]) == 4
-    assert main(["attack", "--record", str(own_record), "--round", "1", "--client", "1",
-                 "--model-factory", "custom_models:TinyNet", "--iterations", "3", "--out", out,
-                 "--quiet"]) == 0
-    # the Python API takes the module itself (its BatchNorm converted on a copy) or a callable
-    config = LeakageAuditConfig(str(own_record), hyperparameters={"iterations": 2},
-                                rounds=(1,), clients=(0,))
-    module = TinyNet()
-    for given in (module, TinyNet):
-        rows = run_leakage_audit(config, out=None, progress=False, model=given).rows
-        assert len(rows) == 1 and rows[0]["mean_psnr"] is not None
-    assert type(module[1]) is torch.nn.BatchNorm2d  # the user's module is left as it was
-    # GIML learns from the same record with the same factory
-    assert main(["prior", "learn", "--record", str(own_record), "--model-factory",
-                 "custom_models:TinyNet", "--steps", "1", "--latent-iterations", "2",
-                 "--adapt-iterations", "1", "--width", "8", "--out", str(tmp_path / "giml"),
-                 "--quiet"]) == 0
-    assert (tmp_path / "giml" / "generator.pt").is_file()
-
-
-@pytest.mark.parametrize("argv,message", [
-    ([], "the record's model is the user's own TinyNet (it was recorded from "
-         "custom_models:TinyNet), which gradinv does not import from a record"),
-    (["--model-factory", "custom_models:wide_net"], "the given model does not fit the record "
-     "{record}: the record's model has 0.weight of shape [4, 1, 3, 3]; the given model has "
-     "[6, 1, 3, 3]"),
-    (["--model-factory", "custom_models:Sequence1dNet"], "2 (BatchNorm1d) cannot be converted"),
-    (["--model-factory", "custom_models:nothing"], "custom_models has no callable 'nothing'"),
-    (["--model-factory", "no_such_module_xyz:Net"], "importing no_such_module_xyz failed"),
-])
-def test_own_model_audit_errors_are_one_line(own_record, tmp_path, capsys, argv, message):
-    code = main(["audit", str(own_record), "--iterations", "2", "--out", str(tmp_path / "o"),
-                 "--quiet", *argv])
-    err = capsys.readouterr().err
-    assert code == 2 and message.format(record=own_record) in err, err
-    assert len(err.strip().splitlines()) == 1
-
-
-def test_loading_a_record_never_imports_the_code_it_names(own_record, tmp_path):
-    """A record naming a module that would run code on import: reading and auditing it
-    (without --model-factory) never imports it."""
-    (tmp_path / "trap_module.py").write_text(
-        f"open({str(tmp_path / 'sprung')!r}, 'w').close()\nclass Net: pass\n")
-    meta = json.loads((own_record / "record.json").read_text())
-    meta["model"]["source"] = "trap_module:Net"
-    (own_record / "record.json").write_text(json.dumps(meta))
-    code = (f"import sys; sys.path.insert(0, {str(tmp_path)!r})\n"
-            "from gradinv.fl import open_record\nfrom gradinv.cli import main\n"
-            f"record = open_record({str(own_record)!r})\n"
-            "[obs for obs in record.observations()]\n"
-            f"assert main(['audit', {str(own_record)!r}, '--quiet']) == 2\n")
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "recorded from trap_module:Net" in done.stderr
-    assert not (tmp_path / "sprung").exists()
 
 
 def test_own_model_recording_errors(tmp_path):
@@ -527,36 +290,3 @@ def test_own_model_recording_errors(tmp_path):
     with pytest.raises(GradinvError, match=r"the record's model has 0.weight of shape"):
         strategy.configure_train(1, ArrayRecord(TinyNet(6).state_dict()), ConfigRecord(),
                                  Grid([1, 2]))
-
-
-def test_audit_takes_prior_and_per_attack_settings(record, tmp_path, capsys):
-    """GIAS with the shipped prior on a recorded update, settings given per attack."""
-    out = tmp_path / "out"
-    assert main(["audit", str(record), "--attack", "gias", "--prior", "fashion-mnist",
-                 "--set", "gias.iterations=3", "--set", "gias.latent_iterations=2",
-                 "--set", "gias.restarts=1", "--rounds", "1", "--clients", "0", "--out",
-                 str(out), "--quiet"]) == 0, capsys.readouterr().err
-    summary = json.loads(next(out.glob("*/leakage.json")).read_text())
-    assert summary["prior"]["source"] == "fashion-mnist"
-    assert summary["attack_settings"] == {"gias": {"iterations": 3, "latent_iterations": 2,
-                                                   "restarts": 1}}
-    assert len(summary["updates"]) == 1 and summary["updates"][0]["attack"] == "gias"
-
-
-@pytest.mark.parametrize("argv,message", [
-    (["--prior", "fashion-mnist"], "no attack among gi takes 'prior'"),
-    (["--set", "gi.bogus=1"], "gi takes no setting 'bogus'"),
-    (["--set", "gias.lr=1e-4"], "settings for 'gias', which is not among the chosen attacks"),
-    (["--set", "prune.rate=0.5"], "'prune', a defense the client does not apply here"),
-    (["--prior-weights", "w.pt"], "--prior-weights only applies to --prior package.module"),
-    (["--set", "gi.lr"], "bad --set 'gi.lr'"),
-])
-def test_audit_bad_attack_settings_are_one_line(record, tmp_path, capsys, argv, message):
-    code = main(["audit", str(record), "--out", str(tmp_path / "o"), "--quiet", *argv])
-    err = capsys.readouterr().err
-    assert code == 2 and message in err and len(err.strip().splitlines()) == 1, err
-
-
-def test_model_factory_is_refused_for_a_fresh_batch(capsys):
-    assert main(["attack", "--model-factory", "custom_models:TinyNet", "--quiet"]) == 2
-    assert "--model-factory only applies to --record" in capsys.readouterr().err
