@@ -5,13 +5,7 @@ import torch
 
 from gradinv.data import load_dataset
 from gradinv.types import GradinvError
-
-
-def assert_one_line(err: pytest.ExceptionInfo, *needles: str) -> None:
-    text = str(err.value)
-    assert "\n" not in text and len(text) < 400, text
-    for needle in needles:
-        assert needle in text, (needle, text)
+from one_line import assert_one_line
 
 
 def test_data_dir_that_is_a_file(tmp_path):

@@ -11,17 +11,11 @@ from torch import nn
 from gradinv.priors import DCGANGenerator, load_generator, load_prior, save_generator
 from gradinv.priors.train import PriorTrainingConfig, train_prior
 from gradinv.types import GradinvError
+from one_line import assert_one_line
 
 
 def tiny_generator() -> DCGANGenerator:
     return DCGANGenerator(latent_dim=4, width=4, channels=1, image_size=32)
-
-
-def assert_one_line(err: pytest.ExceptionInfo, *needles: str) -> None:
-    text = str(err.value)
-    assert "\n" not in text and len(text) < 400, text
-    for needle in needles:
-        assert needle in text, (needle, text)
 
 
 # -- corrupt, empty, truncated and non-standard .pt files ------------------------------------
