@@ -40,11 +40,26 @@ class Defense(ABC):
     settings: dict  # every constructor setting as it runs (set by ``create``)
     seed: int | None = None  # random defenses draw from a generator seeded with it
 
+    protects: ClassVar[str | None] = None  # what a DP defense's epsilon is about; None: no DP
+
     @property
     def derived(self) -> dict:
         """Values the defense computes from its settings and a reader of the run needs (the
         noise multiplier calibrated to an epsilon); none by default."""
         return {}
+
+    @classmethod
+    def over_federation(cls, settings: dict, participations: int, local_steps: int) -> dict:
+        """The settings as given, made to keep the defense's promise over a client's whole
+        federation (``participations`` updates of ``local_steps`` local steps each): a DP
+        defense calibrated for one update would promise its epsilon while spending it each
+        round. Unchanged by default."""
+        return settings
+
+    def spent_epsilon(self, participations: int, local_steps: int) -> float | None:
+        """The epsilon (at the defense's delta) a client has spent after ``participations``
+        updates of ``local_steps`` local steps each; None for a defense that promises none."""
+        return None
 
 
 class UpdateDefense(Defense):

@@ -9,7 +9,7 @@ from ..checks import GradinvError, check_float, check_int
 from ..models.layers import BatchNorm2d
 from ..types import GradientFn, LossFn, Params
 from .base import ClientContext, LocalDefense, register
-from .noise import check_delta
+from .noise import check_delta, cover_releases, gaussian_epsilon
 from .noise import noise_multiplier as calibrated_noise_multiplier
 
 
@@ -50,8 +50,9 @@ class DPSGD(LocalDefense):
     multiplier is the smallest for which ``steps`` such releases are (epsilon, delta)-DP for
     each example (``dp-noise``'s calibration, Google's ``dp-accounting``; ``pip install
     'gradinv[dp]'``). A FedAvg step uses one local batch, so an example is in one step per
-    epoch; a client using its examples more often than ``steps`` is refused. No subsampling
-    amplification is claimed, and later rounds are not counted: the guarantee is per update.
+    epoch; a client using its examples more often than ``steps`` is refused. In a federation
+    ``steps`` counts the local steps of every update the client sends (set by the federation
+    when not given, ``over_federation``). No amplification by subsampling is claimed.
 
     A change of the client's computation, not a transform of its result: the update functions
     of ``gradinv.fl.functional`` take it as their gradient. A knowing attacker simulates the
@@ -84,6 +85,22 @@ class DPSGD(LocalDefense):
     def derived(self) -> dict:
         return {"noise_multiplier": self.noise_multiplier,
                 "noise_std": self.noise_multiplier * self.max_grad_norm}
+
+    protects = "each example of a client (example-level: one example present or absent)"
+
+    @classmethod
+    def over_federation(cls, settings: dict, participations: int, local_steps: int) -> dict:
+        if settings.get("epsilon") is None:
+            return settings  # a noise multiplier: accounted, not calibrated
+        return cover_releases(cls.name, settings, "steps", participations * local_steps,
+                              "the local steps each example takes part in over its "
+                              "client's updates")
+
+    def spent_epsilon(self, participations: int, local_steps: int) -> float:
+        """Every example counted in every local step of every update (no amplification by
+        the client's draw of its batch is claimed)."""
+        return gaussian_epsilon(self.noise_multiplier, participations * local_steps,
+                             self.settings["delta"], "add-remove")
 
     def check_releases(self, releases: int) -> None:
         if self.calibrated_steps is not None and releases > self.calibrated_steps:

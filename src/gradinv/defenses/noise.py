@@ -53,8 +53,10 @@ class DPNoise(UpdateDefense):
     ``relation="replace"`` (any other data of the client). Then N(0, (z max_norm)^2) is added to
     every entry, z being the smallest noise multiplier for which the privacy-loss-distribution
     accountant of Google's ``dp-accounting`` (``PLDAccountant``, Doroshenko et al. 2022) gives at
-    most ``epsilon`` at ``delta`` after ``rounds`` such releases (the rounds the client takes
-    part in; no subsampling amplification is claimed); for one release that is the analytic
+    most ``epsilon`` at ``delta`` after ``rounds`` such releases (the updates the client
+    sends: a federation sets it to the most any client sends, ``over_federation``; no
+    amplification by client sampling is claimed, the server knows who sent each update); for
+    one release that is the analytic
     Gaussian mechanism's multiplier from the same library (exact, and instant at any epsilon).
     Needs ``pip install 'gradinv[dp]'``. A knowing attacker replays the clipping.
     """
@@ -85,6 +87,31 @@ class DPNoise(UpdateDefense):
     def replay(self, simulated: Params, observed: Params) -> Params:
         return clip_to_norm(simulated, self.max_norm)
 
+    protects = "each client's whole update (user-level: its data present or absent)"
+
+    @classmethod
+    def over_federation(cls, settings: dict, participations: int, local_steps: int) -> dict:
+        return cover_releases(cls.name, settings, "rounds", participations,
+                              "the updates a client sends")
+
+    def spent_epsilon(self, participations: int, local_steps: int) -> float:
+        return gaussian_epsilon(self.noise_multiplier, participations, self.settings["delta"],
+                             self.settings["relation"])
+
+
+def cover_releases(where: str, settings: dict, key: str, needed: int, what: str) -> dict:
+    """``settings`` with ``key``, the releases an epsilon is calibrated for, set to ``needed``
+    when not given; a given count below it is refused (its epsilon would be spent several
+    times over), one above it kept (more noise than needed is the user's choice)."""
+    given = settings.get(key)
+    if given is None:
+        return {**settings, key: needed}
+    if isinstance(given, int) and not isinstance(given, bool) and given < needed:
+        raise GradinvError(f"{where}: {key}={given} calibrates epsilon for {given} release(s), "
+                           f"but {what} number up to {needed} in this federation; drop {key} "
+                           f"(the federation sets it to {needed}) or give {key}={needed}")
+    return settings
+
 
 def check_delta(delta: float, *, where: str) -> None:
     """A DP delta strictly between 0 and 1: 0 would need infinite Gaussian noise, 1 promises
@@ -111,6 +138,20 @@ def noise_multiplier(epsilon: float, delta: float, rounds: int, relation: str) -
         lambda: dp.pld.PLDAccountant(neighbours),
         lambda z: dp.SelfComposedDpEvent(dp.GaussianDpEvent(z), rounds),
         epsilon, delta))
+
+
+@lru_cache(maxsize=256)
+def gaussian_epsilon(noise_multiplier: float, releases: int, delta: float,
+                     relation: str) -> float:
+    """The epsilon at ``delta`` of ``releases`` Gaussian mechanisms of ``noise_multiplier``,
+    composed by the PLD accountant (0 for no release): what a client (or an example) has spent
+    once it took part that often, whatever the calibration assumed."""
+    if releases == 0:
+        return 0.0
+    dp = _dp_accounting()
+    accountant = dp.pld.PLDAccountant(getattr(dp.NeighboringRelation, RELATIONS[relation]))
+    accountant.compose(dp.GaussianDpEvent(noise_multiplier), releases)
+    return float(accountant.get_epsilon(delta))
 
 
 def _dp_accounting():

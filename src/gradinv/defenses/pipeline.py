@@ -8,7 +8,8 @@ import torch
 
 from ..checks import GradinvError
 from ..types import DefenseSpec, GradientFn, Params, ThreatModel
-from .base import ClientContext, Defense, LocalDefense, UpdateDefense, create, parse_spec
+from .base import (REGISTRY, ClientContext, Defense, LocalDefense, UpdateDefense, create,
+                   parse_spec)
 
 SpecLike = DefenseSpec | str | tuple[str, dict] | dict
 
@@ -27,6 +28,22 @@ def as_spec(item: SpecLike) -> DefenseSpec:
         return DefenseSpec(item[0], dict(item[1]))
     raise GradinvError(f"a defense is 'name:key=value,...', (name, settings) or a DefenseSpec, "
                        f"not {type(item).__name__}")
+
+
+def over_federation(specs: Iterable[SpecLike], participations: int,
+                    local_steps: int) -> list[DefenseSpec]:
+    """The specs as given, each made to keep its promise over a client's whole federation
+    (``Defense.over_federation``): up to ``participations`` updates of ``local_steps`` local
+    steps each per client."""
+    _check_list(specs)
+    return [DefenseSpec(s.name, REGISTRY.get(s.name).over_federation(dict(s.settings),
+                                                                     participations, local_steps))
+            for s in map(as_spec, specs)]
+
+
+def _check_list(specs: object) -> None:
+    if isinstance(specs, (str, DefenseSpec)) or not isinstance(specs, Iterable):
+        raise GradinvError(f"defenses must be a list of defenses, not {type(specs).__name__}")
 
 
 def update_generator(seed: int, round: int, client_id: int, position: int,
@@ -53,8 +70,7 @@ class DefensePipeline:
 
     @classmethod
     def from_specs(cls, specs: Iterable[SpecLike]) -> DefensePipeline:
-        if isinstance(specs, (str, DefenseSpec)) or not isinstance(specs, Iterable):
-            raise GradinvError(f"defenses must be a list of defenses, not {type(specs).__name__}")
+        _check_list(specs)
         return cls([create(s.name, **s.settings) for s in map(as_spec, specs)])
 
     @classmethod
@@ -76,6 +92,17 @@ class DefensePipeline:
     def derived(self) -> list[dict]:
         """Each defense's derived values (``Defense.derived``), by name, where it has any."""
         return [{"name": d.name, **d.derived} for d in self.defenses if d.derived]
+
+    def privacy(self, participations: dict[int, int], local_steps: int) -> list[dict]:
+        """Per defense that promises differential privacy: what its epsilon protects, its
+        delta, the epsilon it was calibrated to (None: set by a noise multiplier) and the
+        epsilon each client has spent after its ``participations`` (client -> updates sent)
+        of ``local_steps`` local steps, by client."""
+        return [{"name": d.name, "protects": d.protects, "delta": d.settings["delta"],
+                 "calibrated_epsilon": d.settings.get("epsilon"),
+                 "spent_epsilon": {str(c): d.spent_epsilon(k, local_steps)
+                                   for c, k in participations.items()}}
+                for d in self.defenses if d.protects is not None]
 
     @property
     def local(self) -> LocalDefense | None:

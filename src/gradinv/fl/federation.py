@@ -22,7 +22,7 @@ from ..checks import MAX_RATE, GradinvError, check_bool, check_choice, check_flo
 from ..data import check_has_splits, load_dataset, to_model_input
 from ..data.partition import PARTITIONS, partition
 from ..defenses.base import ClientContext
-from ..defenses.pipeline import DefensePipeline
+from ..defenses.pipeline import DefensePipeline, over_federation
 from ..files import check_writable
 from ..models import DEFAULT_WIDTH, build_model
 from ..progress import Progress
@@ -111,9 +111,11 @@ class FederationConfig(VictimConfig):
         """Normalise the defenses, and refuse before any round runs what would fail in the
         first one: a defense that changes the local computation (DP-SGD) checks the client's
         model when it builds its gradient, so it is built once here on the victim."""
-        pipeline = DefensePipeline.for_client(self.defenses, self.threat)
+        most = max(participations(self).values())
+        pipeline = DefensePipeline.for_client(
+            over_federation(self.defenses, most, self.local_steps), self.threat)
         object.__setattr__(self, "defenses", pipeline.specs)
-        pipeline.check_releases(1 if self.fedavg is None else self.fedavg.epochs)
+        pipeline.check_releases(self.local_steps)
         if pipeline.local is not None:
             model = build_model(self.model, channels=self.channels, num_classes=2,
                                 image_size=self.image_size, width=self.width,
@@ -121,6 +123,12 @@ class FederationConfig(VictimConfig):
             empty = torch.empty(0)
             pipeline.client_gradient(ClientContext(
                 FunctionalModel(model, self.threat.model_mode), empty, empty))  # type: ignore[arg-type]
+
+    @property
+    def local_steps(self) -> int:
+        """The local steps each example of a client's batch takes part in per update (FedSGD:
+        1; FedAvg: one per epoch), what DP-SGD's accounting counts."""
+        return 1 if self.fedavg is None else self.fedavg.epochs
 
     def _only_where(self, name: str, default: object, applies: bool, where: str) -> None:
         """A setting that only ``applies`` to some federations (``where``) defaults to
@@ -160,7 +168,25 @@ class Federation:
                          image_size=c.image_size, init_scheme=str(c.init_scheme))
         return RecordMeta(model=spec, update=c.update, threat=c.threat,
                           data_channels=self.train.channels, private=c.store_private,
-                          federation=asdict(c))
+                          federation=asdict(c), privacy=self.privacy())
+
+    def privacy(self) -> dict | None:
+        """The record's privacy account (None without a DP defense): each client's
+        participations over the whole federation and, per DP defense, the epsilon each client
+        spends over them (the PLD accountant composing them; a record cut off early spent at
+        most that), with how clients are sampled and what the server sees in the clear."""
+        c = self.config
+        counts = participations(c)
+        defenses = self.defenses.privacy(counts, c.local_steps)
+        if not defenses:
+            return None
+        return {"accountant": "dp-accounting PLD, composed over each client's participations",
+                "sampling": f"fixed-size: {c.clients_per_round} of {c.num_clients} clients each "
+                            "round, uniformly without replacement from a seeded schedule; the "
+                            "server knows who sent each update, so no amplification by "
+                            "sampling is claimed",
+                "participations": {str(k): v for k, v in counts.items()},
+                "defenses": defenses, "in_the_clear": in_the_clear(c.threat)}
 
     def client_batch(self, client: int, rng: np.random.Generator) -> PrivateBatch:
         """A batch drawn without replacement from the client's own shard (all of it if small)."""
@@ -174,9 +200,9 @@ class Federation:
     def run_round(self, round: int, on_update: UpdateHook | None = None) -> float:
         """Broadcast, let the sampled clients compute, aggregate; returns the test accuracy."""
         c = self.config
-        rng = np.random.default_rng([c.seed, round])  # per round: a resumed run draws the same
+        clients, rng = sample_clients(c, round)
         updates = []
-        for client in np.sort(rng.choice(c.num_clients, c.clients_per_round, replace=False)):
+        for client in clients:
             batch = self.client_batch(int(client), rng)
             update = compute_update(self.model, batch, kind=c.update, fedavg=c.fedavg,
                                     mode=c.threat.model_mode, round=round, client_id=int(client),
@@ -204,6 +230,31 @@ class Federation:
             log(f"round {r}: test accuracy {history[r]:.4f}")
             bar.update(r + 1, history[r])
         return history
+
+
+def sample_clients(config: FederationConfig,
+                   round: int) -> tuple[np.ndarray, np.random.Generator]:
+    """The clients of ``round`` (a fixed-size sample, uniformly without replacement, sorted)
+    and the round's generator, which then draws their batches: seeded per round, so a resumed
+    run draws the same, and the schedule is known before any round runs."""
+    rng = np.random.default_rng([config.seed, round])
+    return np.sort(rng.choice(config.num_clients, config.clients_per_round, replace=False)), rng
+
+
+def participations(config: FederationConfig) -> dict[int, int]:
+    """How many updates each client sends over the whole federation (0 included)."""
+    counts = dict.fromkeys(range(config.num_clients), 0)
+    for r in range(config.rounds):
+        for client in sample_clients(config, r)[0]:
+            counts[int(client)] += 1
+    return counts
+
+
+def in_the_clear(threat: ThreatModel) -> list[str]:
+    """What the threat model hands the server beside the update, which no DP noise covers."""
+    granted = {"labels": threat.labels_known, "number of examples": threat.num_images_known,
+               "BatchNorm statistics": threat.bn_stats_known}
+    return [name for name, known in granted.items() if known]
 
 
 def scored_test_images(wanted: int | None, available: int) -> int:
@@ -248,7 +299,10 @@ def simulate(config: FederationConfig, record_dir: str | Path, *, progress: bool
     same config there is resumed after its last complete round."""
     check_writable(record_dir)
     federation = Federation(config)
-    writer = RecordWriter(record_dir, federation.record_meta())
+    meta = federation.record_meta()
+    writer = RecordWriter(record_dir, meta)
+    for line in meta.privacy_lines():
+        log(f"privacy: {line}")
     if writer.next_round:
         log(f"resuming {record_dir} after round {writer.next_round - 1}")
 

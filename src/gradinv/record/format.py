@@ -102,11 +102,35 @@ class RecordMeta:
     data_channels: int
     private: bool
     federation: dict
+    privacy: dict | None = None  # the writer's DP account (fl.Federation.privacy), if any
 
     def to_json(self) -> dict:
         version = 1 if isinstance(self.model, ModelSpec) else VERSION  # as old readers expect
-        return {"format": FORMAT, "version": version, **asdict(self),
+        data = {"format": FORMAT, "version": version, **asdict(self),
                 "model": self.model.to_json(), "fields": self.fields()}
+        if self.privacy is None:  # records without one read (and resume) as before
+            del data["privacy"]
+        return data
+
+    def privacy_lines(self) -> list[str]:
+        """The privacy account in words: per DP defense, the most and the least epsilon a
+        client spends, and what the server sees in the clear anyway."""
+        if self.privacy is None:
+            return []
+        p = self.privacy
+        lines = []
+        for d in p["defenses"]:
+            spent = d["spent_epsilon"].values()
+            budget = ("" if d["calibrated_epsilon"] is None
+                      else f", calibrated to epsilon {d['calibrated_epsilon']:g}")
+            lines.append(f"{d['name']} protects {d['protects']}: each client spends epsilon "
+                         f"{min(spent):.3g} to {max(spent):.3g} at delta {d['delta']:g} over "
+                         f"its {min(p['participations'].values())} to "
+                         f"{max(p['participations'].values())} updates{budget} ({p['accountant']})")
+        if p["in_the_clear"]:
+            lines.append(f"not covered: the server is given the {', '.join(p['in_the_clear'])} "
+                         "in the clear (the threat model grants them)")
+        return lines
 
     def fields(self) -> dict:
         """A note, for readers of the files, of which fields this record holds."""
@@ -124,7 +148,8 @@ class RecordMeta:
     def from_json(cls, data: dict) -> RecordMeta:
         return cls(model=model_from_json(data["model"]), update=data["update"],
                    threat=ThreatModel(**data["threat"]), data_channels=data["data_channels"],
-                   private=data["private"], federation=data["federation"])
+                   private=data["private"], federation=data["federation"],
+                   privacy=data.get("privacy"))
 
 
 @dataclass(frozen=True)
