@@ -117,7 +117,7 @@ def test_ray_gives_the_same_metrics_and_leaves_nothing_running(tmp_path, monkeyp
 
     import torch
     pytest.importorskip("ray")
-    from gradinv.audit.sweep import ray_backend
+    from gradinv.audit.backends import ray_backend
 
     def ray_processes() -> set[str]:
         return set(subprocess.run(["pgrep", "-f", "raylet|gcs_server|ray::"],

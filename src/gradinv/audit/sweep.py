@@ -36,25 +36,25 @@ its clients applying that defense (after ``[base]``'s defenses); each is one lin
 ``"utility"`` (id ``utility__<level>``, e.g. ``utility__prune-rate=0.9``) whose metrics hold
 the final test ``accuracy``, the ``accuracy_history`` per round and the ``rounds``.
 
-Only the parent process writes results.jsonl, so workers never interleave lines. A unit whose
-id already has a line is skipped, so an interrupted sweep resumes where it stopped; failed
-units are retried only when asked.
+Only the parent process writes results.jsonl, so workers never interleave lines; it writes
+each unit's line as soon as the unit ends (``gradinv.audit.backends``). A unit whose id already
+has a line is skipped, so an interrupted sweep resumes where it stopped; failed units are
+retried only when asked.
 """
 from __future__ import annotations
 
 import itertools
 import json
-import multiprocessing
-import os
-from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Iterator
 from dataclasses import dataclass, fields
+from functools import partial
 from pathlib import Path
 
 from ..checks import GradinvError, check_int, one_line
 from ..fl.victim import VictimConfig
 from ..progress import Progress
 from ..report.run_folder import json_safe
+from .backends import Backend, local_backend
 from .config import read_toml
 
 GRID_KEYS = ("attack", "defense", "batch_size", "seed")
@@ -260,63 +260,11 @@ def _to_json(value: object) -> str:
     return json.dumps(json_safe(value), default=str)
 
 
-def _init_worker(threads: int) -> None:
-    import torch
-    torch.set_num_threads(threads)
-
-
-def local_backend(runs: list[SweepRun], runs_dir: str, workers: int) -> Iterator[dict]:
-    """Runs in ``workers`` spawned processes (each with its share of the CPU threads); one
-    worker runs them in this process. The default backend."""
-    if workers == 1:
-        yield from (run_one(r, runs_dir) for r in runs)
-        return
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                             initializer=_init_worker, initargs=(threads,)) as pool:
-        futures = {pool.submit(run_one, r, runs_dir): r for r in runs}
-        for future in as_completed(futures):
-            try:
-                yield future.result()
-            except Exception as err:  # noqa: BLE001 - a worker died (e.g. out of memory)
-                yield futures[future].failed(err)
-
-
-def ray_backend(runs: list[SweepRun], runs_dir: str, workers: int, *,
-                address: str | None = None, gpus_per_run: float = 0.0) -> Iterator[dict]:
-    """Runs as Ray tasks, on the cluster at ``address`` or on a local instance of ``workers``
-    CPUs started here and shut down afterwards; ``gpus_per_run`` (a fraction shares a GPU)
-    spreads runs over a cluster's GPUs. ``runs_dir`` must be on storage every node sees."""
-    try:
-        import ray
-    except ImportError:
-        raise GradinvError("the Ray backend needs Ray: pip install 'gradinv[ray]'") from None
-    started = not ray.is_initialized()
-    if started:
-        ray.init(address=address, num_cpus=None if address else workers,
-                 include_dashboard=False, log_to_driver=False)
-    try:
-        task = ray.remote(num_cpus=1, num_gpus=gpus_per_run)(run_one)
-        pending = {task.remote(r, runs_dir): r for r in runs}
-        while pending:
-            (ref,), _ = ray.wait(list(pending), num_returns=1)
-            run = pending.pop(ref)
-            try:
-                yield ray.get(ref)
-            except ray.exceptions.RayError as err:  # the task's process died
-                yield run.failed(err)
-    finally:
-        if started:
-            ray.shutdown()
-
-
-Backend = Callable[[list[SweepRun], str, int], Iterator[dict]]
-
-
 def run_sweep(sweep_file: str | Path, sweep_dir: str | Path, *, workers: int = 1,
               retry_failed: bool = False, progress: bool = True,
               backend: Backend = local_backend) -> list[dict]:
-    """Run every unfinished unit of the sweep and return the lines written this time."""
+    """Run every unfinished unit of the sweep and return the lines written this time; each is
+    written as soon as its unit ends, so an interrupted sweep keeps what finished."""
     check_int("workers", workers, low=1, high=1024)
     runs = expand(read_toml(sweep_file))
     sweep_dir = Path(sweep_dir)
@@ -325,11 +273,13 @@ def run_sweep(sweep_file: str | Path, sweep_dir: str | Path, *, workers: int = 1
     todo = [r for r in runs if r.id not in done]
     bar = Progress(f"sweep ({len(runs) - len(todo)} of {len(runs)} already done)", len(todo),
                    enabled=progress, metric="failed")
-    lines = []
+    lines: list[dict] = []
     with (sweep_dir / RESULTS).open("a") as results:
-        for line in backend(todo, str(sweep_dir / "runs"), workers):
+        def done(run: SweepRun, outcome: dict | BaseException) -> None:
+            line = run.failed(outcome) if isinstance(outcome, BaseException) else outcome
             results.write(_to_json(line) + "\n")
             results.flush()
             lines.append(line)
             bar.update(len(lines), sum(x["status"] == "failed" for x in lines))
+        backend(partial(run_one, runs_dir=str(sweep_dir / "runs")), todo, workers, done)
     return lines

@@ -4,7 +4,9 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
+from ..audit.backends import Terminated, sigterm_raises
 from ..checks import GradinvError
 from .attack import add_attack_parsers
 from .audit import add_audit_parser
@@ -13,8 +15,17 @@ from .prior import add_prior_parser
 from .sweep import add_report_parser, add_sweep_parser
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse's own mistakes (an unknown option, a bad number, a name outside the choices)
+    end as every other bad input does: one 'gradinv: error: ...' line and exit 2, not the
+    usage block. Subcommands' parsers are of this class too (argparse makes them so)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"gradinv: error: {message} (see '{self.prog} --help')\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gradinv", description=__doc__)
+    parser = Parser(prog="gradinv", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     add_attack_parsers(sub)
     add_fl_parser(sub)
@@ -26,14 +37,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; one line and the shell's codes when interrupted (130 for SIGINT, 143
+    for SIGTERM), after the command has recorded what finished and ended its workers."""
     args = build_parser().parse_args(argv)
     try:
-        args.run(args)
+        with sigterm_raises():
+            args.run(args)
     except GradinvError as err:
         print(f"gradinv: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("gradinv: interrupted", file=sys.stderr)
         return 130
+    except Terminated:
+        print("gradinv: terminated", file=sys.stderr)
+        return 143
     return 0
 

@@ -2,21 +2,35 @@
 from __future__ import annotations
 
 import argparse
-from functools import partial
 from pathlib import Path
 
+from ..audit.backends import BACKENDS, Backend, choose_backend
 from ..checks import GradinvError
 
 
+def backend_from_args(args: argparse.Namespace) -> Backend:
+    """The backend ``add_backend_arguments``' options choose."""
+    return choose_backend(args.backend, address=args.address, gpus_per_run=args.gpus_per_run)
+
+
+def add_backend_arguments(p: argparse.ArgumentParser, unit: str) -> None:
+    """Where the ``unit``s of a long command run: --workers, --backend, --address,
+    --gpus-per-run (``gradinv.audit.backends``)."""
+    p.add_argument("--workers", type=int, default=1, help="worker processes (default 1); "
+                   "with --backend ray, the CPUs of the local Ray instance")
+    p.add_argument("--backend", choices=BACKENDS, default="local",
+                   help="local worker processes, or Ray tasks (pip install 'gradinv[ray]')")
+    p.add_argument("--address", help="--backend ray: the address (host:port) of an existing "
+                   "Ray cluster (default: start a local instance and stop it afterwards)")
+    p.add_argument("--gpus-per-run", type=float, help=f"--backend ray: GPUs each {unit} takes "
+                   "(a fraction shares one; default 0)")
+
+
 def cmd_sweep(args: argparse.Namespace) -> None:
-    from ..audit.sweep import local_backend, ray_backend, run_sweep
+    from ..audit.sweep import run_sweep
     out = args.out or str(Path("sweeps") / Path(args.sweep).stem)
-    if args.backend == "local" and (args.address or args.gpus_per_run):
-        raise GradinvError("--address and --gpus-per-run only apply to --backend ray")
-    backend = local_backend if args.backend == "local" else partial(
-        ray_backend, address=args.address, gpus_per_run=args.gpus_per_run or 0.0)
     lines = run_sweep(args.sweep, out, workers=args.workers, retry_failed=args.retry_failed,
-                      progress=not args.quiet, backend=backend)
+                      progress=not args.quiet, backend=backend_from_args(args))
     failed = sum(line["status"] == "failed" for line in lines)
     print(f"sweep: {len(lines)} run(s) done now ({failed} failed); results: "
           f"{Path(out) / 'results.jsonl'}")
@@ -31,14 +45,7 @@ def add_sweep_parser(sub) -> None:
     p.add_argument("sweep", help="the sweep file (see gradinv.sweep for its format)")
     p.add_argument("--out", help="SWEEP_DIR: results.jsonl and runs/ (default "
                    "sweeps/<file name>)")
-    p.add_argument("--workers", type=int, default=1, help="worker processes (default 1); "
-                   "with --backend ray, the CPUs of the local Ray instance")
-    p.add_argument("--backend", choices=["local", "ray"], default="local",
-                   help="local worker processes, or Ray tasks (pip install 'gradinv[ray]')")
-    p.add_argument("--address", help="--backend ray: the address of an existing Ray cluster "
-                   "(default: start a local instance and stop it afterwards)")
-    p.add_argument("--gpus-per-run", type=float, help="--backend ray: GPUs each run takes (a "
-                   "fraction shares one; default 0)")
+    add_backend_arguments(p, "run")
     p.add_argument("--retry-failed", action="store_true", help="run again the runs that failed")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=cmd_sweep)

@@ -1,0 +1,111 @@
+"""Interrupted long work (issue 19, section 1): real signals to real `gradinv` processes. Each
+must end with one line and the shell's code (130 for SIGINT, 143 for SIGTERM), leave no process
+behind (workers, multiprocessing's resource tracker), and keep every unit that finished, so a
+resume redoes only the rest; a Ray address nobody listens on fails at once."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from gradinv.audit.config import read_toml
+from gradinv.audit.sweep import expand, finished
+from gradinv.cli import main
+
+SWEEP = """
+[base]
+model = "lenet"
+image_size = 16
+device = "cpu"
+hyperparameters = { iterations = 1, restarts = 1 }
+
+[grid]
+attack = ["gi"]
+seed = [0, 1, 2, 3, 4, 5, 6, 7]
+"""
+UNITS = 8
+
+
+def _start(*argv):
+    """`python -m gradinv.cli ...` in its own process group, as a shell runs a job."""
+    return subprocess.Popen([sys.executable, "-m", "gradinv.cli", *argv], start_new_session=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for(condition, process, seconds=180):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.05)
+
+
+def _group(process) -> list[str]:
+    """Processes left in the job's process group (its workers and resource tracker)."""
+    found = subprocess.run(["pgrep", "-g", str(process.pid)], capture_output=True, text=True)
+    return found.stdout.split()
+
+
+def _ended(process, seconds=60):
+    _, err = process.communicate(timeout=seconds)
+    deadline = time.monotonic() + 10  # the group's processes are reaped by now, or soon
+    while _group(process) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    left = _group(process)
+    if left:
+        os.killpg(process.pid, signal.SIGKILL)
+    assert not left, f"processes left running: {left}"
+    return process.returncode, err
+
+
+def _lines(path):
+    return [json.loads(t) for t in path.read_text().splitlines()] if path.exists() else []
+
+
+def _finished_folders(runs):
+    """Run folders a worker completed (report.html is written last)."""
+    return {str(f) for f in runs.iterdir() if (f / "report.html").exists()}
+
+
+@pytest.mark.parametrize("sig,code,word,group", [
+    (signal.SIGINT, 130, "interrupted", True),  # Ctrl-C: the terminal signals the whole job
+    (signal.SIGTERM, 143, "terminated", False),  # kill PID: the parent alone
+])
+def test_interrupted_sweep_ends_its_workers_and_keeps_what_finished(tmp_path, sig, code, word,
+                                                                     group):
+    (tmp_path / "s.toml").write_text(SWEEP)
+    out = tmp_path / "sweep"
+    sweep = _start("sweep", str(tmp_path / "s.toml"), "--out", str(out), "--workers", "2",
+                   "--quiet")
+    _wait_for(lambda: len(_lines(out / "results.jsonl")) >= 1, sweep)
+    (os.killpg if group else os.kill)(sweep.pid, sig)
+    returncode, err = _ended(sweep)
+    assert (returncode, err.strip()) == (code, f"gradinv: {word}")  # no worker tracebacks
+    lines = _lines(out / "results.jsonl")
+    assert 1 <= len(lines) < UNITS, "the queued runs were not stopped"
+    assert {x["status"] for x in lines} == {"ok"}
+    # every run a worker finished is recorded, and nothing runs on after the exit
+    assert _finished_folders(out / "runs") <= {x["folder"] for x in lines}
+    time.sleep(1)
+    assert len(_lines(out / "results.jsonl")) == len(lines)
+    runs = expand(read_toml(tmp_path / "s.toml"))  # a resume redoes only the rest
+    assert finished(out, runs, retry_failed=False) == {x["id"] for x in lines}
+
+
+def test_unreachable_ray_address_fails_fast_with_one_line(tmp_path, capsys):
+    pytest.importorskip("ray")
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    (tmp_path / "s.toml").write_text(SWEEP)
+    started = time.monotonic()
+    assert main(["sweep", str(tmp_path / "s.toml"), "--out", str(tmp_path / "o"), "--quiet",
+                 "--backend", "ray", "--address", f"127.0.0.1:{port}"]) == 2
+    err = capsys.readouterr().err
+    assert time.monotonic() - started < 15
+    assert err.startswith(f"gradinv: error: cannot reach a Ray cluster at 127.0.0.1:{port}")
+    assert len(err.strip().splitlines()) == 1
