@@ -42,11 +42,14 @@ def load_torch_file(path: str | Path, what: str) -> object:
         raise GradinvError(f"{what} {path} {_why_unreadable(err)}") from None
 
 
-def check_writable(out: str | Path) -> None:
+def check_writable(out: str | Path, *, name: str = "out") -> None:
     """Refuse an output folder that cannot be created or written *before* spending a run's time
     on it. The nearest existing folder is probed by creating and removing a temporary folder in
     it (permission bits alone say nothing for root, nor for read-only file systems); nothing is
-    left behind either way."""
+    left behind either way. ``name``: the parameter that gave it, for the error."""
+    if not isinstance(out, (str, os.PathLike)):
+        raise GradinvError(f"{name} must be a folder path (str or Path), not "
+                           f"{type(out).__name__} {out!r}")
     path = Path(out)
     existing = next(p for p in (path, *path.parents) if p.exists())
     if not existing.is_dir():

@@ -61,6 +61,10 @@ class ThreatModel:
                      "defense_known"):
             check_bool(name, getattr(self, name))
         check_choice("model_mode", self.model_mode, ("eval", "train"))
+        if self.labels_known and not self.num_images_known:
+            raise GradinvError("the count is unknown (--unknown-count, num_images_known=False) "
+                               "but the labels are known, one per image, which tells the count: "
+                               "add --unknown-labels (labels_known=False) too")
 
 
 @dataclass(frozen=True)

@@ -5,8 +5,9 @@ point at, how a case is run). conftest.py holds the record every table uses and 
 Each case must end with exit code 2 and one line 'gradinv: error: ...' naming what is wrong (no
 traceback, no hang), and must leave nothing behind: no run folder, record, prior folder or
 file that was not there before. argparse's own errors (unknown option, a float where an int is
-expected, a name outside ``choices``) print usage plus a line; for those only the exit code and
-the absence of a traceback are checked. Every case fails before an optimisation starts.
+expected, a name outside ``choices``) end the same way, one line and no usage block; their
+wording is argparse's, so no fragment is checked. Every case fails before an optimisation
+starts.
 
 A case is (base, extra arguments, fragment of the one error line; None: an argparse error).
 """

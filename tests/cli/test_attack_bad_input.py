@@ -241,6 +241,9 @@ CASES = [
     ("demo", ["--device", "tpu"], "unknown device"),
     ("demo", ["--out", "{file}"], "is not a folder"),
     ("demo", ["--attack", "gi"], None),
+    # -- settings that would say one thing and do another (issue 19) ------------------------
+    ("attack", ["--batch-size", "4", "--allow-repeated-labels", "--unknown-count"],
+     "add --unknown-labels"),
 ]
 
 

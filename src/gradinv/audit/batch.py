@@ -80,12 +80,20 @@ class RunOutcome:
     settings: dict
 
 
+def _check_is_config(config: object) -> None:
+    """A dict or a keyword list is not a config: say so, not AttributeError on a field."""
+    if not isinstance(config, AuditConfig):
+        raise GradinvError(f"config must be an AuditConfig (gradinv.audit.AuditConfig), not "
+                           f"{type(config).__name__}")
+
+
 def run_config(config: AuditConfig, *, progress: bool = False, model: nn.Module | None = None,
                data: ImageDataset | None = None, device: torch.device | None = None
                ) -> RunOutcome:
     """Run one configuration and return its outcome; writes nothing. ``model`` replaces the
     victim built from the config, ``data`` the dataset it names (a benchmark's own images);
     ``device``: ``config.device`` already resolved (``resolve_device``)."""
+    _check_is_config(config)
     device = resolve_device(config.device) if device is None else device
     arguments = attack_arguments(config.attack, config.hyperparameters, config.attack_settings)
     chosen = build_attacks(arguments, config.prior)
@@ -117,6 +125,7 @@ def run_audit(config: AuditConfig, *, out: str | Path | None = "runs", progress:
               model: nn.Module | None = None) -> AuditResult:
     """``run_config``, then a run folder under ``out`` (unless ``out`` is None) holding the
     report and config.toml, from which ``gradinv attack --config`` repeats the run."""
+    _check_is_config(config)
     device = resolve_device(config.device)
     if out is not None:
         check_writable(out)
@@ -138,5 +147,8 @@ def audit(*, out: str | Path | None = "runs", progress: bool = True, **settings:
     fields = AuditConfig.__dataclass_fields__
     config = {k: v for k, v in settings.items() if k in fields}
     hyper = {k: v for k, v in settings.items() if k not in fields}
+    if not isinstance(config.get("hyperparameters", {}), dict):
+        raise GradinvError("hyperparameters must be a dict of attack settings, not "
+                           f"{type(config['hyperparameters']).__name__}")
     config["hyperparameters"] = {**config.get("hyperparameters", {}), **hyper}  # type: ignore[dict-item]
     return run_audit(AuditConfig(**config), out=out, progress=progress)  # type: ignore[arg-type]

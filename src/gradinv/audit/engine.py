@@ -22,8 +22,9 @@ from .config import PriorSpec
 
 def check_attack_settings(config: object) -> None:
     """What every audit config shares: its seeds (unset ones resolved from ``seed``), its
-    hyper-parameters (dicts) and its prior (a source name becomes a ``PriorSpec``, as in
-    ``audit(prior="faces")``)."""
+    hyper-parameters (dicts), its prior (a source name becomes a ``PriorSpec``, as in
+    ``audit(prior="faces")``) and its attack list (``attack_names``)."""
+    attack_names(config.attack)  # type: ignore[attr-defined]
     for name in ("seed", "model_seed", "attack_seed"):
         if not hasattr(config, name):
             continue
@@ -99,6 +100,9 @@ def evaluate(reconstruction: Reconstruction, truth_images: torch.Tensor, truth_l
 
 def attack_names(attack: str) -> list[str]:
     """``attack`` is one name or a comma-separated list compared on the same update."""
+    if not isinstance(attack, str):
+        raise GradinvError(f"attack must be a name or comma-separated names (a str), not "
+                           f"{type(attack).__name__} {attack!r}")
     names = [n.strip() for n in attack.split(",") if n.strip()]
     if not names or len(set(names)) != len(names):
         raise GradinvError(f"bad attack list {attack!r}")

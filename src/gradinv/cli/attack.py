@@ -187,11 +187,16 @@ def add_attack_parsers(sub) -> None:
     attack.set_defaults(run=cmd_attack)
     sub.add_parser("list", help="list attacks, models and datasets").set_defaults(run=cmd_list)
     demo = sub.add_parser("demo", help="run the built-in demonstration")
-    demo.add_argument("--out", default="runs/demo")
-    demo.add_argument("--iterations", type=int, default=600)
-    demo.add_argument("--restarts", type=int, default=1)
-    demo.add_argument("--model", default="convnet", help="resnet18 is the paper's (use a GPU)")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--device", default="auto")
-    demo.add_argument("--quiet", action="store_true")
+    demo.add_argument("--out", default="runs/demo",
+                      help="folder where the run folder is created (default runs/demo)")
+    demo.add_argument("--iterations", type=int, default=600,
+                      help="iterations of each attack, the same for both (default 600)")
+    demo.add_argument("--restarts", type=int, default=1, help="restarts of each attack "
+                      "(default 1)")
+    demo.add_argument("--model", default="convnet", help="victim model (default convnet; "
+                      "resnet18 is the paper's, use a GPU)")
+    demo.add_argument("--seed", type=int, default=0, help="seeds the victim model and the "
+                      "attacks (default 0)")
+    demo.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    demo.add_argument("--quiet", action="store_true", help="no progress bar")
     demo.set_defaults(run=cmd_demo)

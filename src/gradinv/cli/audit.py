@@ -50,7 +50,8 @@ def add_audit_parser(sub) -> None:
     p.add_argument("--clients", type=_ints, help="only these clients, e.g. 0,3")
     p.add_argument("--max-updates", type=int, help="at most this many updates, spread evenly")
     p.add_argument("--out", default="runs", help="folder for the report")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--seed", type=int, default=0, help="seed of the attacks' random starts "
+                   "(default 0)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(run=cmd_audit)

@@ -37,13 +37,16 @@ def add_fl_parser(sub) -> None:
     p.add_argument("--model", default=d.model, help=f"one of {', '.join(available_models())}")
     p.add_argument("--width", type=int, help=f"model width (convnet, resnet18; default "
                    f"{federation.WIDTH})")
-    p.add_argument("--init-scheme", choices=sorted(INIT_SCHEMES))
+    p.add_argument("--init-scheme", choices=sorted(INIT_SCHEMES),
+                   help="initialisation of the global model (default: the model's reference "
+                   "scheme)")
     p.add_argument("--dataset", default=d.dataset,
                    help="a dataset with train and test splits: default (embedded), fashion-mnist, "
                    "mnist, cifar10, cifar100 (clients train on train, accuracy is measured on "
                    "test)")
     p.add_argument("--data-dir", help="folder holding the dataset's files")
-    p.add_argument("--image-size", type=int, default=d.image_size)
+    p.add_argument("--image-size", type=int, default=d.image_size,
+                   help=f"the model's input size (default {d.image_size})")
     p.add_argument("--channels", type=int, default=d.channels, help="the model's input channels")
     p.add_argument("--clients", type=int, default=d.num_clients, help="number of clients")
     p.add_argument("--partition", default=d.partition, choices=PARTITIONS,
@@ -54,7 +57,8 @@ def add_fl_parser(sub) -> None:
                    f"client holds (default {federation.CLASSES_PER_CLIENT})")
     p.add_argument("--clients-per-round", type=int, help="clients sampled each round "
                    f"(default {federation.CLIENTS_PER_ROUND}, or all if fewer)")
-    p.add_argument("--rounds", type=int, default=d.rounds)
+    p.add_argument("--rounds", type=int, default=d.rounds,
+                   help=f"rounds of training (default {d.rounds})")
     p.add_argument("--batch-size", type=int, default=d.batch_size,
                    help="images a client draws from its data each round (its private batch)")
     p.add_argument("--server-lr", type=float, help="FedSGD: the server's step size on the mean "
@@ -65,7 +69,8 @@ def add_fl_parser(sub) -> None:
     p.add_argument("--store-private", action=argparse.BooleanOptionalAction,
                    default=d.store_private, help="keep the clients' private batches in the "
                    "record's private/ folder (ground truth for scoring attacks)")
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--seed", type=int, default=d.seed, help="seeds the model, the partition, "
+                   f"the clients sampled and their batches (default {d.seed})")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_update_arguments(p, update=d.update)
     add_threat_arguments(p, mode=d.threat.model_mode)

@@ -38,7 +38,9 @@ def add_attack_settings_arguments(p: argparse.ArgumentParser, *, defenses: bool 
                    "do with different defaults (gi's lr is 0.1 for pixels, gias's 1e-4 for "
                    "generator weights): use --set ATTACK.KEY=VALUE then")
     p.add_argument("--tv", type=float, help="total-variation weight")
-    p.add_argument("--cost", choices=["cosine", "l2"])
+    p.add_argument("--cost", choices=["cosine", "l2"],
+                   help="gradient matching cost: cosine (GI, GI-z, GIAS) or l2 (DLG, iDLG); "
+                   "default: the attack's own")
     p.add_argument("--top-k", type=int, help="match only the k layers with the largest update")
     p.add_argument("--latent-iterations", type=int, help="GIAS: iterations of the latent stage")
     p.add_argument("--bn-prior", type=float, metavar="WEIGHT",

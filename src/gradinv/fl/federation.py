@@ -297,7 +297,9 @@ def simulate(config: FederationConfig, record_dir: str | Path, *, progress: bool
              log: Callable[[str], None] = print, on_update: UpdateHook | None = None) -> Record:
     """Run the federation and record every observed update in ``record_dir``; a record of the
     same config there is resumed after its last complete round."""
-    check_writable(record_dir)
+    if not isinstance(config, FederationConfig):
+        raise GradinvError(f"config must be a FederationConfig, not {type(config).__name__}")
+    check_writable(record_dir, name="record_dir")
     federation = Federation(config)
     meta = federation.record_meta()
     writer = RecordWriter(record_dir, meta)
