@@ -46,11 +46,19 @@ from gradinv.models import DEFAULT_WIDTH, build_model, default_init_scheme  # no
 from gradinv.types import GradinvError, PrivateBatch  # noqa: E402
 
 
-def load_train(name: str):
+def available_dataset(name: str) -> str:
+    """``name`` if its files are here, else gradinv's embedded ``default`` subset (said on the
+    terminal): the settings the record keeps then name the data the clients really used."""
     try:
-        return load_dataset(name, split="train")
-    except GradinvError:
-        return load_dataset("default", split="train")
+        load_dataset(name, split="train")
+    except GradinvError as err:
+        print(f"{name}: {err}; using gradinv's embedded default dataset instead")
+        return "default"
+    return name
+
+
+def load_train(name: str):
+    return load_dataset(name, split="train")
 
 
 def make_model(settings: dict, num_classes: int, seed: int = 0) -> torch.nn.Module:
@@ -146,8 +154,9 @@ def main() -> None:
     if a.own_model and a.image_size != 16:
         p.error("--own-model takes 16x16 images (client_model.Net)")
     settings = {k: getattr(a, k) for k in ("record", "rounds", "clients", "model", "own_model",
-                                           "image_size", "dataset", "batch_size", "lr",
+                                           "image_size", "batch_size", "lr",
                                            "local_batch_size", "epochs", "private", "seed")}
+    settings["dataset"] = available_dataset(a.dataset)
     run_simulation(server_app=make_server_app(settings), client_app=client_app,
                    num_supernodes=a.clients,
                    backend_config={"client_resources": {"num_cpus": 1, "num_gpus": 0.0},

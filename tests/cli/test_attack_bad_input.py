@@ -60,7 +60,7 @@ CASES = [
     ("attack", ["--attack", "gias", "--latent-iterations", "0"], "latent_iterations must be"),
     ("attack", ["--attack", "gias", "--latent-iterations", "2"], "must be less than iterations"),
     ("attack", ["--attack", "gias", "--latent-iterations", HUGE], "latent_iterations must be"),
-    ("attack", ["--attack", "gias", "--iterations", "1"], "must be less than iterations"),
+    ("attack", ["--attack", "gias", "--iterations", "1"], "gias: iterations must be at least 2"),
     ("attack", ["--update", "fedavg", "--local-lr", "nan"], "FedAvg: lr must be"),
     ("attack", ["--update", "fedavg", "--local-lr", "0"], "FedAvg: lr must be"),
     ("attack", ["--update", "fedavg", "--local-lr=-inf"], "FedAvg: lr must be"),
@@ -230,7 +230,7 @@ CASES = [
     ("record", ["--out", "{file}"], "is not a folder"),
     # -- demo -------------------------------------------------------------------------------
     ("demo", ["--iterations", "0"], "iterations must be"),
-    ("demo", ["--iterations", "1"], "must be less than iterations"),
+    ("demo", ["--iterations", "1"], "gias: iterations must be at least 2, not 1"),
     ("demo", ["--iterations", HUGE], "iterations must be"),
     ("demo", ["--iterations", "nan"], None),
     ("demo", ["--restarts", "0"], "restarts must be"),
@@ -244,6 +244,7 @@ CASES = [
     # -- settings that would say one thing and do another (issue 19) ------------------------
     ("attack", ["--batch-size", "4", "--allow-repeated-labels", "--unknown-count"],
      "add --unknown-labels"),
+    ("attack", ["--bn-stats"], "has no BatchNorm layers"),
 ]
 
 

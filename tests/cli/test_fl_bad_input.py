@@ -65,6 +65,14 @@ CASES = [
     ("fl", ["--record", "{rec}", "--seed", "1"], "written with other settings"),
     ("fl", ["--record", "{rec_manifest_garbage}"], "is not a JSON object"),
     ("fl", ["--record", "/proc/gradinv-bad-input/rec"], "cannot write results under"),
+    # -- settings that would say one thing and do another (issue 19) ------------------------
+    ("fl", ["--bn-stats"], "has no BatchNorm layers"),
+    ("fl", ["--batch-size", "5000"], "batch_size 5000 is more than any client holds"),
+    ("fl", ["--rounds", "2", "--clients-per-round", "2", "--defense",
+            "dp-noise:epsilon=1,max_norm=1,rounds=1"], "rounds=1 calibrates epsilon for 1"),
+    ("fl", ["--rounds", "2", "--clients-per-round", "2", "--defense", "dpsgd:epsilon=1,steps=1"],
+     "steps=1 calibrates epsilon for 1"),
+    ("fl", ["--unknown-count"], "add --unknown-labels"),
 ]
 
 

@@ -43,6 +43,10 @@ class GIAS(Attack):
                  latent_signed: bool = False, batched: bool = True) -> None:
         check_hyperparameters(self.name, locals())
         if latent_iterations is None:
+            if iterations < 2:  # the user set no latent_iterations: do not blame it
+                raise GradinvError(f"gias: iterations must be at least 2, not {iterations}: "
+                                   "its latent stage takes 35 % of them (at least 1) and its "
+                                   "generator stage the rest")
             latent_iterations = max(1, iterations * 7 // 20)
         if latent_iterations >= iterations:
             raise GradinvError(f"gias: latent_iterations ({latent_iterations}) must be less than "

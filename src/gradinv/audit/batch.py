@@ -13,6 +13,7 @@ from ..data import ImageDataset, load_dataset, private_batch, resolve_split
 from ..defenses import DefensePipeline
 from ..files import check_writable
 from ..fl import compute_update, observe
+from ..fl.client import check_threat_fits
 from ..fl.victim import VictimConfig
 from ..models import build_model
 from ..types import DefenseSpec, FedAvgConfig, PrivateBatch, ThreatModel, UpdateKind, resolve_fedavg
@@ -109,6 +110,7 @@ def run_config(config: AuditConfig, *, progress: bool = False, model: nn.Module 
                             width=config.width, seed=config.model_seed,
                             init_scheme=config.init_scheme)
     check_bn_prior(arguments, config.threat, model)
+    check_threat_fits(config.threat, model)
     pipeline = DefensePipeline.from_specs(config.defenses)
     update = compute_update(model, batch, kind=config.update, fedavg=config.fedavg,
                             mode=config.threat.model_mode, defenses=pipeline, seed=config.seed)

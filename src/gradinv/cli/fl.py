@@ -60,7 +60,8 @@ def add_fl_parser(sub) -> None:
     p.add_argument("--rounds", type=int, default=d.rounds,
                    help=f"rounds of training (default {d.rounds})")
     p.add_argument("--batch-size", type=int, default=d.batch_size,
-                   help="images a client draws from its data each round (its private batch)")
+                   help="images a client draws from its data each round (its private batch; all of "
+                   "its shard if it holds fewer, more than any client holds is refused)")
     p.add_argument("--server-lr", type=float, help="FedSGD: the server's step size on the mean "
                    f"gradient (default {federation.SERVER_LR})")
     p.add_argument("--test-images", type=int, help="test images the global model is scored on "

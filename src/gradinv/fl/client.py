@@ -9,6 +9,7 @@ from torch import nn
 from ..checks import GradinvError
 from ..defenses.base import ClientContext, Defense
 from ..defenses.pipeline import DefensePipeline
+from ..models import has_batch_norm
 from ..models.layers import BatchNorm2d
 from ..types import ClientUpdate, FedAvgConfig, Observation, PrivateBatch, ThreatModel, UpdateKind
 from .functional import FunctionalModel
@@ -74,6 +75,15 @@ def _batch_norm_statistics(model: nn.Module, images: torch.Tensor) -> dict:
     for h in hooks:
         h.remove()
     return stats
+
+
+def check_threat_fits(threat: ThreatModel, model: nn.Module) -> None:
+    """A threat model granting what the model cannot leak is refused: BatchNorm statistics of
+    a model without BatchNorm would be recorded as leaked while nothing is."""
+    if threat.bn_stats_known and not has_batch_norm(model):
+        raise GradinvError(f"--bn-stats says the client leaks BatchNorm statistics, but the "
+                           f"model ({type(model).__name__}) has no BatchNorm layers: drop "
+                           "--bn-stats (bn_stats_known)")
 
 
 def observe(update: ClientUpdate, threat: ThreatModel) -> Observation:

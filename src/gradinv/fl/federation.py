@@ -31,7 +31,7 @@ from ..record.model import ModelSpec
 from ..record.writer import RecordWriter
 from ..types import (ClientUpdate, DefenseSpec, FedAvgConfig, Observation, PrivateBatch,
                      ThreatModel, UpdateKind, resolve_fedavg)
-from .client import compute_update, observe
+from .client import check_threat_fits, compute_update, observe
 from .functional import FunctionalModel
 from .victim import VictimConfig
 
@@ -159,6 +159,17 @@ class Federation:
                                  image_size=c.image_size, width=c.width, seed=c.seed,
                                  init_scheme=c.init_scheme)
         self.defenses = DefensePipeline.from_specs(c.defenses)
+        check_threat_fits(c.threat, self.model)
+        largest = max(len(shard) for shard in self.clients)
+        if c.batch_size > largest:
+            raise GradinvError(f"batch_size {c.batch_size} is more than any client holds (at "
+                               f"most {largest} images): each would use its whole shard while "
+                               f"the record says {c.batch_size}; give --batch-size {largest} "
+                               "or less")
+
+    def short_shards(self) -> list[int]:
+        """The clients holding fewer images than ``batch_size``: they use all of theirs."""
+        return [i for i, shard in enumerate(self.clients) if len(shard) < self.config.batch_size]
 
     def record_meta(self) -> RecordMeta:
         """What this federation's record says about it (see ``record.RecordMeta``)."""
@@ -305,6 +316,9 @@ def simulate(config: FederationConfig, record_dir: str | Path, *, progress: bool
     writer = RecordWriter(record_dir, meta)
     for line in meta.privacy_lines():
         log(f"privacy: {line}")
+    if federation.short_shards():
+        log(f"note: clients {', '.join(map(str, federation.short_shards()))} hold fewer than "
+            f"{config.batch_size} images and use all of theirs each round")
     if writer.next_round:
         log(f"resuming {record_dir} after round {writer.next_round - 1}")
 
