@@ -20,6 +20,7 @@ import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Self
 
 import torch
 from torch import nn
@@ -126,7 +127,7 @@ class FolderLock:
     def __init__(self, folder: str | Path, what: str) -> None:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        self._file = open(folder / LOCK_FILE, "a+")
+        self._file = open(folder / LOCK_FILE, "a+")  # noqa: SIM115 - held until release
         try:
             fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -142,7 +143,7 @@ class FolderLock:
     def release(self) -> None:
         self._file.close()  # closing the file ends the lock
 
-    def __enter__(self) -> FolderLock:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

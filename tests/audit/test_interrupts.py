@@ -46,7 +46,8 @@ def _wait_for(condition, process, seconds=180):
 
 def _group(process) -> list[str]:
     """Processes left in the job's process group (its workers and resource tracker)."""
-    found = subprocess.run(["pgrep", "-g", str(process.pid)], capture_output=True, text=True)
+    found = subprocess.run(["pgrep", "-g", str(process.pid)], capture_output=True, text=True,
+                           check=False)
     return found.stdout.split()
 
 
@@ -94,6 +95,34 @@ def test_interrupted_sweep_ends_its_workers_and_keeps_what_finished(tmp_path, si
     assert len(_lines(out / "results.jsonl")) == len(lines)
     runs = expand(read_toml(tmp_path / "s.toml"))  # a resume redoes only the rest
     assert finished(out, runs, retry_failed=False) == {x["id"] for x in lines}
+
+
+def test_interrupted_audit_keeps_each_attacked_update_and_resumes(tmp_path, capsys):
+    """`gradinv audit RECORD` on two workers, Ctrl-C after the first updates: what was attacked
+    is in updates.jsonl, and the same command resumes the audit, attacking only the rest."""
+    rec, out = tmp_path / "rec", tmp_path / "audits"
+    assert main(["fl", "simulate", "--record", str(rec), "--model", "lenet", "--dataset",
+                 "default", "--image-size", "16", "--clients", "3", "--rounds", "3",
+                 "--batch-size", "1", "--test-images", "10", "--quiet"]) == 0
+    argv = ["audit", str(rec), "--iterations", "1", "--device", "cpu", "--quiet", "--out",
+            str(out)]
+    audit = _start(*argv, "--workers", "2")
+    updates = lambda: _lines(next(out.glob("*/updates.jsonl"), out / "none"))  # noqa: E731
+    _wait_for(lambda: len(updates()) >= 1, audit)
+    os.killpg(audit.pid, signal.SIGINT)
+    returncode, err = _ended(audit)
+    assert (returncode, err.strip()) == (130, "gradinv: interrupted")
+    kept = updates()
+    (folder,) = out.iterdir()
+    assert 1 <= len(kept) < 9 and not (folder / "leakage.json").exists()
+    assert _finished_folders(folder / "runs") <= {x["folder"] for x in kept}
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert f"resuming the audit in {folder}" in capsys.readouterr().out
+    assert list(out.iterdir()) == [folder]
+    lines = updates()
+    assert len(lines) == 9 == len({(x["round"], x["client"]) for x in lines})
+    assert len(json.loads((folder / "leakage.json").read_text())["updates"]) == 9
 
 
 def test_unreachable_ray_address_fails_fast_with_one_line(tmp_path, capsys):

@@ -7,7 +7,12 @@ import argparse
 
 from ..audit.config import config_from_dict
 from ..audit.record import LeakageAuditConfig, run_leakage_audit
-from .options import add_attack_settings_arguments, add_model_factory_argument, merge_attack_options
+from .options import (
+    add_attack_settings_arguments,
+    add_model_factory_argument,
+    merge_attack_options,
+)
+from .sweep import add_backend_arguments, backend_from_args
 
 
 def _ints(text: str) -> tuple[int, ...]:
@@ -29,12 +34,19 @@ def config_from_args(args: argparse.Namespace) -> LeakageAuditConfig:
 
 def cmd_audit(args: argparse.Namespace) -> None:
     config = config_from_args(args)
-    result = run_leakage_audit(config, out=args.out, progress=not args.quiet)
-    print(f"attacked {len({(r['round'], r['client']) for r in result.rows})} updates")
+    result = run_leakage_audit(config, out=args.out, progress=not args.quiet,
+                               workers=args.workers, backend=backend_from_args(args))
+    left = result.not_attacked
+    print(f"attacked {left['of'] - left['updates']} of {left['of']} updates"
+          + (f"; no update of clients {', '.join(map(str, left['clients']))}"
+             if left["clients"] else ""))
     top = result.clients[0]
     score = (f"mean PSNR {top['mean_psnr']:.2f} dB" if top["mean_psnr"] is not None
              else f"matching cost {top['matching_cost']:.4g}")
-    print(f"most leaking client: {top['client']} ({score})")
+    spread = top["mean_psnr_std" if top["mean_psnr"] is not None else "matching_cost_std"]
+    print(f"most leaking client: {top['client']} ({score}"
+          + (f", std {spread:.3g} over its {top['updates']} updates)" if spread is not None
+             else ", one update)"))
     print(f"report: {result.folder / 'report.html'}")
 
 
@@ -48,8 +60,11 @@ def add_audit_parser(sub) -> None:
     add_attack_settings_arguments(p, defenses=False)
     p.add_argument("--rounds", type=_ints, help="only these rounds, e.g. 0,5,9")
     p.add_argument("--clients", type=_ints, help="only these clients, e.g. 0,3")
-    p.add_argument("--max-updates", type=int, help="at most this many updates, spread evenly")
-    p.add_argument("--out", default="runs", help="folder for the report")
+    p.add_argument("--max-updates", type=int, help="at most this many updates, sampled across "
+                   "clients and rounds")
+    p.add_argument("--out", default="runs", help="folder for the audit (an unfinished audit "
+                   "of the same settings there is resumed)")
+    add_backend_arguments(p, "update")
     p.add_argument("--seed", type=int, default=0, help="seed of the attacks' random starts "
                    "(default 0)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")

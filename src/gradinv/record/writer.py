@@ -11,6 +11,7 @@ import json
 import os
 from dataclasses import asdict
 from pathlib import Path
+from typing import Self
 
 import torch
 from safetensors.torch import save as save_safetensors
@@ -51,7 +52,7 @@ class RecordWriter:
         """Let another writer have the record."""
         self._lock.release()
 
-    def __enter__(self) -> RecordWriter:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -19,6 +19,10 @@ from .plots import line_chart
 from .png import CURVE_COLOURS, image_grid, write_png
 
 IMAGES = "images.safetensors"
+SCORED_CHANNELS = ("PSNR and SSIM compare images in the dataset's own channels: a grey "
+                   "dataset attacked through a colour model is scored on the mean of the "
+                   "reconstruction's channels, while grid.png and images.safetensors hold the "
+                   "colour images the attack produced.")
 
 
 @dataclass
@@ -81,7 +85,7 @@ def write_run(folder: Path, *, config: dict, metrics: dict, rows: list[Row], tit
                xlabel="iteration", ylabel="matching cost (best restart)", log=True,
                title="gradient matching cost")
     report = folder / "report.html"
-    report.write_text(_html(title, config, rows, curves))
+    report.write_text(_html(title, config, rows, curves, metrics))
     return report
 
 
@@ -92,8 +96,17 @@ def read_images(folder: Path) -> dict[str, torch.Tensor] | None:
     return load_file(path) if path.exists() else None
 
 
-def _html(title: str, config: dict, rows: list[Row], curves: dict[str, list[float]]) -> str:
-    scored = [{"row": r.label, **r.metrics} for r in rows if r.metrics]
+def _leakage_rows(metrics: dict) -> list[dict]:
+    """One table row per attack of ``metrics`` (metrics.json): its scores where there is a
+    ground truth, and always the matching cost it reached and the labels it used, inferred
+    from the update or given by the threat model (without a ground truth, all there is)."""
+    return [{"row": label, **m, "labels": " ".join(map(str, m.get("labels", []))) + (
+        " (inferred)" if m.get("labels_inferred") else " (given)" if "labels" in m else "")}
+        for label, m in metrics.items()]
+
+
+def _html(title: str, config: dict, rows: list[Row], curves: dict[str, list[float]],
+          metrics: dict) -> str:
     ranges = "".join(
         f'<li><span style="color:rgb{colour}">&#9632;</span> {esc(k)}: {v[0]:.4g} &rarr; '
         f"{v[-1]:.4g} (min {min(v):.4g})</li>"
@@ -102,10 +115,12 @@ def _html(title: str, config: dict, rows: list[Row], curves: dict[str, list[floa
         section("Images", paragraph("Rows, top to bottom: "
                                     f"{esc(', '.join(r.label for r in rows))}."),
                 '<img src="grid.png" alt="image grid">'),
-        section("Leakage", table(scored, ["row", "mean_psnr", "mean_ssim", "best_psnr",
-                                          "label_accuracy"],
+        section("Leakage", table(_leakage_rows(metrics),
+                                 ["row", "mean_psnr", "mean_ssim", "best_psnr",
+                                  "label_accuracy", "matching_cost", "labels"],
                                  headings=["", "mean PSNR (dB)", "mean SSIM", "best PSNR (dB)",
-                                           "label acc."])),
+                                           "label acc.", "matching cost", "labels"]),
+                paragraph(SCORED_CHANNELS)),
         section("Matching cost per iteration (log scale, best restart)",
                 f'<img src="loss.png" alt="loss curve"><ul>{ranges}</ul>'),
         section("Configuration", f"<pre>{esc(json.dumps(config, indent=2, default=str))}</pre>"),
