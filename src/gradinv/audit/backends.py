@@ -78,9 +78,9 @@ def local_backend(work: Callable[[T], dict], units: Sequence[T], workers: int,
     except BaseException:
         for future in futures:
             future.cancel()
-        for future in futures:  # finished before the interruption: handed over, not lost
+        for future, unit in futures.items():  # finished before the interruption: kept
             if future.done() and not future.cancelled() and future not in reported:
-                done(futures[future], _outcome(future))
+                done(unit, _outcome(future))
         _stop(pool)
         raise
     pool.shutdown()
@@ -90,7 +90,7 @@ def _outcome(future: Future) -> dict | BaseException:
     """The unit's line, or the error of a worker that died (e.g. out of memory)."""
     try:
         return future.result()
-    except Exception as err:  # noqa: BLE001 - handed to the caller, which records it
+    except Exception as err:
         return err
 
 
@@ -165,7 +165,7 @@ def _call(work: Callable[[T], dict], unit: T) -> dict:
     return work(unit)
 
 
-def _connect(ray, address: str | None, workers: int) -> None:  # noqa: ANN001 - the ray module
+def _connect(ray, address: str | None, workers: int) -> None:
     """Start a local instance, or join the cluster at ``address``; one clear line when nothing
     answers there (Ray would retry for minutes)."""
     if address is not None:
@@ -195,7 +195,7 @@ def check_reachable(address: str) -> None:
                            "there?)") from None
 
 
-def _ray_outcome(ray, ref) -> dict | BaseException:  # noqa: ANN001 - Ray's module and ref
+def _ray_outcome(ray, ref) -> dict | BaseException:
     try:
         return ray.get(ref)
     except ray.exceptions.RayError as err:  # the task's process died
