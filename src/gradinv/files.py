@@ -20,7 +20,7 @@ import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Self
+from typing import IO, Self
 
 import torch
 from torch import nn
@@ -148,3 +148,16 @@ class FolderLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def append_lines(path: str | Path) -> IO[str]:
+    """``path`` opened to append lines, after cutting a last line torn by a kill (no newline):
+    a line appended to it would be glued to the torn one and spoil both."""
+    path = Path(path)
+    if path.exists():
+        data = path.read_bytes()
+        whole = data.rfind(b"\n") + 1
+        if whole < len(data):
+            with path.open("r+b") as f:
+                f.truncate(whole)
+    return path.open("a")

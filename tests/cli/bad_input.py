@@ -49,6 +49,7 @@ BASES = {
     "learn": ["prior", "learn", "--record", "{rec}", "--latent-iterations", "2",
               "--adapt-iterations", "2", "--steps", "1", "--width", "8", "--latent-dim", "8",
               "--quiet", "--device", "cpu", "--out", "{out}"],
+    "sweep": ["sweep", "--out", "{out}", "--quiet"],
     "none": [],
 }
 
@@ -122,6 +123,28 @@ RECORD_DAMAGE = {
     "rec_no_rounds": lambda r: (r / "manifest.jsonl").write_text(""),
 }
 
+# Hand-written run files (--config) and sweep files with one mistake each.
+HAND_WRITTEN = {
+    "run_threat_key": 'threat = { labelz = true }\n',
+    "run_threat_scalar": 'threat = 3\n',
+    "run_fedavg_key": 'update = "fedavg"\nfedavg = { lr = 0.1, epoch = 2 }\n',
+    "run_prior_range": 'attack = "gias"\nprior = { source = "fashion-mnist", output_range = 1 }\n',
+    "run_defenses_text": 'defenses = "prune"\n',
+    "run_defense_table": 'defenses = [{ name = "prune", setting = { rate = 0.5 } }]\n',
+    "sweep_attack_list": '[grid]\nattack = ["gi,gias"]\n',
+    "sweep_repeated_seed": '[grid]\nseed = [0, 0]\n',
+    "sweep_repeated_strength": '[grid.defense]\nprune = { rate = [0.5, 0.5] }\n',
+    "sweep_base_defense": '[base]\ndefenses = ["clip:max_norm=4"]\n'
+                          '[grid.defense]\nnone = {}\nprune = { rate = [0.5] }\n',
+    "sweep_base_defenses_text": '[base]\ndefenses = "clip"\n[grid.defense]\nclip = {}\n',
+    "sweep_settings_of_no_attack": '[base]\nattack_settings = { giaz = { lr = 1e-4 } }\n'
+                                   '[grid]\nattack = ["gi", "gias"]\n',
+    "sweep_hyper_of_no_attack": '[base]\nhyperparameters = { latent_iterations = 2 }\n'
+                                '[grid]\nattack = ["gi", "dlg"]\n',
+    "sweep_threat_key": '[base]\nthreat = { labelz = true }\n',
+    "sweep_base_scalar": 'base = 3\n',
+}
+
 FIXTURES = {
     "missing": lambda tmp, rec: tmp / "missing",
     "file": lambda tmp, rec: _write(tmp / "file.txt", b"not what you think\n"),
@@ -141,6 +164,8 @@ FIXTURES = {
         _dir(tmp / "foreign") / "checkpoint.pt",
         {"config": {"dataset": "other"}, "epoch": 1, "generator": {}, "discriminator": {},
          "opt_g": {}, "opt_d": {}, "rng": torch.get_rng_state()}).parent,
+    **{name: (lambda tmp, rec, name=name, text=text: _write(tmp / f"{name}.toml", text.encode()))
+       for name, text in HAND_WRITTEN.items()},
     **{name: (lambda tmp, rec, name=name, damage=damage:
               _record_copy(tmp, rec, name, damage))
        for name, damage in RECORD_DAMAGE.items()},

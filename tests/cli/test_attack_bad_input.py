@@ -245,6 +245,14 @@ CASES = [
     ("attack", ["--batch-size", "4", "--allow-repeated-labels", "--unknown-count"],
      "add --unknown-labels"),
     ("attack", ["--bn-stats"], "has no BatchNorm layers"),
+    # -- hand-written run files (--config): the file and the key named ----------------------
+    ("attack", ["--config", "{run_threat_key}"],
+     "run_threat_key.toml: unknown setting 'threat.labelz'"),
+    ("attack", ["--config", "{run_threat_scalar}"], "run_threat_scalar.toml: threat must be a table"),
+    ("attack", ["--config", "{run_fedavg_key}"], "unknown setting 'fedavg.epoch'"),
+    ("attack", ["--config", "{run_prior_range}"], "prior.output_range must be a list of two"),
+    ("attack", ["--config", "{run_defenses_text}"], "run_defenses_text.toml: defenses must be a"),
+    ("attack", ["--config", "{run_defense_table}"], "unknown setting 'defenses[0].setting'"),
 ]
 
 

@@ -6,6 +6,7 @@ import pytest
 import test_attack_bad_input
 import test_fl_bad_input
 import test_prior_bad_input
+import test_sweep_bad_input
 from bad_input import BASES, case_id
 
 MINIMUM = 3  # this table's size guard (checked below with every other table's)
@@ -26,6 +27,7 @@ CASES = [
 TABLES = {"attack": (test_attack_bad_input.CASES, test_attack_bad_input.MINIMUM),
           "fl": (test_fl_bad_input.CASES, test_fl_bad_input.MINIMUM),
           "prior": (test_prior_bad_input.CASES, test_prior_bad_input.MINIMUM),
+          "sweep": (test_sweep_bad_input.CASES, test_sweep_bad_input.MINIMUM),
           "main": (CASES, MINIMUM)}
 
 

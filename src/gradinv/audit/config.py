@@ -118,29 +118,89 @@ def config_to_dict(config: object) -> dict:
 
 
 # Fields holding a dataclass, and how to rebuild them from a table.
-_NESTED = {"threat": ThreatModel, "fedavg": FedAvgConfig}
+_NESTED = {"threat": ThreatModel, "fedavg": FedAvgConfig, "prior": PriorSpec}
+# Fields holding a path, stored resolved (absolute) in a saved config.toml, so that the file
+# repeats the run from any folder.
+PATHS = ("record", "data_dir")
+SAVED_NOTE = "# written by gradinv; paths are absolute (resolved when the run was made)\n"
 
 
-def config_from_dict(cls: type, values: dict) -> object:
-    """The inverse of ``config_to_dict``; an unknown key is refused with its name."""
-    known = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - known)
-    if unknown:
-        raise GradinvError(f"unknown setting {unknown[0]!r} in the configuration; known: "
-                           f"{', '.join(sorted(known))}")
+def config_from_dict(cls: type, values: dict, *, where: str | None = None) -> object:
+    """The inverse of ``config_to_dict``, and the one check of a run file, a sweep's run or
+    ``--config``: its shape (``check_shape``), then its values, each error naming the key and
+    ``where`` (the file) when given."""
+    check_shape(cls, values, where=where)
     values = dict(values)
     for key, kind in _NESTED.items():
         if isinstance(values.get(key), dict):
-            values[key] = kind(**values[key])
-    if isinstance(values.get("prior"), dict):
-        prior = dict(values["prior"])
-        if "output_range" in prior:
-            prior["output_range"] = tuple(prior["output_range"])
-        values["prior"] = PriorSpec(**prior)
+            table = dict(values[key])
+            if "output_range" in table:
+                table["output_range"] = tuple(table["output_range"])
+            values[key] = _build(kind, table, f"{_at(where)}{key}: ")
     if "defenses" in values:
-        values["defenses"] = tuple(DefenseSpec(**d) if isinstance(d, dict) else d
-                                   for d in values["defenses"])
-    return cls(**values)
+        values["defenses"] = tuple(DefenseSpec(d["name"], dict(d.get("settings", {})))
+                                   if isinstance(d, dict) else d for d in values["defenses"])
+    return _build(cls, values, _at(where))
+
+
+def check_shape(cls: type, values: object, *, where: str | None = None) -> None:
+    """A configuration's shape, before any value is read (``--config`` merges options into
+    it): a table of ``cls``'s keys; ``threat``, ``fedavg`` and ``prior`` tables of their own
+    keys (a prior may also be a name); ``defenses`` a list of "name:key=value" texts or
+    { name = ..., settings = {...} } tables."""
+    if not isinstance(values, dict):
+        raise GradinvError(f"{_at(where)}a configuration is a table of settings, not "
+                           f"{type(values).__name__}")
+    _check_keys(values, cls, where, "")
+    for key, kind in _NESTED.items():
+        value = values.get(key)
+        if isinstance(value, dict):
+            _check_keys(value, kind, where, f"{key}.")
+        elif value is not None and not isinstance(value, kind) and not (
+                kind is PriorSpec and isinstance(value, str)):
+            raise GradinvError(f"{_at(where)}{key} must be a table ({{ key = value, ... }}), "
+                               f"not {type(value).__name__} {value!r}")
+    prior = values.get("prior")
+    pair = prior.get("output_range", (-1.0, 1.0)) if isinstance(prior, dict) else (-1.0, 1.0)
+    if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+        raise GradinvError(f"{_at(where)}prior.output_range must be a list of two numbers, not "
+                           f"{pair!r}")
+    if "defenses" in values:
+        _check_defenses(values["defenses"], where)
+
+
+def _at(where: str | None) -> str:
+    return "" if where is None else f"{where}: "
+
+
+def _build(kind: type, values: dict, prefix: str) -> object:
+    try:
+        return kind(**values)
+    except GradinvError as err:
+        raise GradinvError(f"{prefix}{err}") from None
+
+
+def _check_keys(values: dict, kind: type, where: str | None, prefix: str) -> None:
+    known = {f.name for f in dataclasses.fields(kind)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise GradinvError(f"{_at(where)}unknown setting '{prefix}{unknown[0]}'; known: "
+                           f"{', '.join(sorted(known))}")
+
+
+def _check_defenses(value: object, where: str | None) -> None:
+    if isinstance(value, (str, dict)) or not isinstance(value, (list, tuple)):
+        raise GradinvError(f"{_at(where)}defenses must be a list, e.g. [\"prune:rate=0.9\"] or "
+                           f"[{{ name = \"prune\", settings = {{ rate = 0.9 }} }}], not "
+                           f"{type(value).__name__} {value!r}")
+    for i, item in enumerate(value):
+        if not isinstance(item, dict):
+            continue  # a spec text (parsed and checked by the defenses) or a DefenseSpec
+        _check_keys(item, DefenseSpec, where, f"defenses[{i}].")
+        if not isinstance(item.get("name"), str) or not isinstance(item.get("settings", {}),
+                                                                  dict):
+            raise GradinvError(f"{_at(where)}defenses[{i}] needs a name (text) and settings (a "
+                               f"table), not {item!r}")
 
 
 def read_toml(path: str | Path) -> dict:
@@ -154,10 +214,21 @@ def read_toml(path: str | Path) -> dict:
 
 
 def save_config(config: object, path: str | Path) -> None:
-    """Write ``config`` as TOML (``load_config`` reads it back equal)."""
-    Path(path).write_text(to_toml(config_to_dict(config)))
+    """Write ``config`` as TOML, its paths (``PATHS``, a prior's weights and file) resolved,
+    so that the file repeats the run from any folder (``load_config`` reads it back)."""
+    values = config_to_dict(config)
+    for key in PATHS:
+        if values.get(key) is not None:
+            values[key] = str(Path(values[key]).resolve())
+    prior = values.get("prior")
+    if prior is not None:
+        if prior["weights"] is not None:
+            prior["weights"] = str(Path(prior["weights"]).resolve())
+        if Path(prior["source"]).is_file():  # a generator.pt, not a name or a factory
+            prior["source"] = str(Path(prior["source"]).resolve())
+    Path(path).write_text(SAVED_NOTE + to_toml(values))
 
 
 def load_config(cls: type, path: str | Path) -> object:
     """A ``cls`` config from a TOML file written by ``save_config`` (or by hand)."""
-    return config_from_dict(cls, read_toml(path))
+    return config_from_dict(cls, read_toml(path), where=str(path))

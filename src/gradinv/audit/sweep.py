@@ -24,7 +24,9 @@ a ``[grid]``::
     model = "convnet"
 
 The grid's ``seed`` seeds the attack, and the victim too unless ``[base]`` fixes
-``model_seed``. Every run appends one JSON line to ``SWEEP_DIR/results.jsonl`` (its id, kind
+``model_seed``. ``[base]``'s ``attack_settings`` and ``hyperparameters`` go to the runs of the
+attacks that take them; each grid value is one attack, and no value may repeat; defenses in
+``[base]`` cannot go with a ``none`` level, which they would defend. Every run appends one JSON line to ``SWEEP_DIR/results.jsonl`` (its id, kind
 ``"attack"``, point, status, metrics or error, run folder) and writes its run folder under
 ``SWEEP_DIR/runs``.
 
@@ -51,8 +53,10 @@ from functools import partial
 from pathlib import Path
 
 from ..checks import GradinvError, check_int, one_line
+from ..files import append_lines
 from ..fl.victim import VictimConfig
 from ..progress import Progress
+from ..record.format import read_jsonl
 from ..report.run_folder import json_safe
 from .backends import Backend, local_backend
 from .config import read_toml
@@ -63,6 +67,7 @@ GRID_KEYS = ("attack", "defense", "batch_size", "seed")
 # audited data, in the audited mode.
 SHARED_KEYS = (*(f.name for f in fields(VictimConfig)), "threat")
 RESULTS = "results.jsonl"
+SWEEP_FILE = "the sweep file"  # what errors name when the file's name is not known
 
 
 @dataclass(frozen=True)
@@ -85,60 +90,131 @@ class SweepRun:
         return {**self.line(), "status": "failed", "error": one_line(err)}
 
 
-def expand(sweep: dict) -> list[SweepRun]:
-    """Every unit of the sweep: the grid's audit runs, then the utility federations."""
-    return expand_grid(sweep) + expand_utility(sweep)
+def expand(sweep: dict, source: str = SWEEP_FILE) -> list[SweepRun]:
+    """Every unit of the sweep: the grid's audit runs, then the utility federations; any
+    mistake in the file is one error naming ``source`` (the file) and the key."""
+    return expand_grid(sweep, source) + expand_utility(sweep, source)
 
 
-def expand_grid(sweep: dict) -> list[SweepRun]:
+def expand_grid(sweep: dict, source: str = SWEEP_FILE) -> list[SweepRun]:
     """Every combination of the grid over ``base``, each checked as an ``AuditConfig`` before
     anything runs, so a typo fails the sweep at once instead of every run."""
     from .batch import AuditConfig
     from .config import config_from_dict
     unknown = sorted(set(sweep) - {"base", "grid", "utility"}) or sorted(
-        set(sweep.get("grid", {})) - set(GRID_KEYS))
+        set(_section(sweep, "grid", source)) - set(GRID_KEYS))
     if unknown:
-        raise GradinvError(f"unknown sweep key {unknown[0]!r}; a sweep has [base], [grid] "
-                           f"with {', '.join(GRID_KEYS)}, and optionally [utility]")
-    base, grid = sweep.get("base", {}), sweep.get("grid", {})
-    axes = [_axis(grid, key, base) for key in ("attack", "batch_size", "seed")]
+        raise GradinvError(f"{source}: unknown sweep key {unknown[0]!r}; a sweep has [base], "
+                           f"[grid] with {', '.join(GRID_KEYS)}, and optionally [utility]")
+    base, grid = _section(sweep, "base", source), _section(sweep, "grid", source)
+    axes = [_axis(grid, key, base, source) for key in ("attack", "batch_size", "seed")]
+    _check_per_attack(base, axes[0], source)
+    levels = _levels(sweep, source)
     runs = []
     for attack, batch_size, seed in itertools.product(*axes):
-        for label, defenses in _defense_axis(grid.get("defense", {"none": {}})):
-            config = {**_without_attack_seed(base), "attack": attack, "batch_size": batch_size,
-                      "seed": seed, "defenses": [*base.get("defenses", []), *defenses]}
-            config_from_dict(AuditConfig, config)
+        for label, defenses in levels:
+            run_id = f"{attack}__{label}__B{batch_size}__seed{seed}"
+            config = {**_for_attack(_without_attack_seed(base), attack), "attack": attack,
+                      "batch_size": batch_size, "seed": seed,
+                      "defenses": [*base.get("defenses", []), *defenses]}
+            config_from_dict(AuditConfig, config, where=f"{source} (run {run_id})")
             point = {"attack": attack, **_strength(defenses), "batch_size": batch_size,
                      "seed": seed}
-            runs.append(SweepRun(f"{attack}__{label}__B{batch_size}__seed{seed}", point, config))
-    return runs
+            runs.append(SweepRun(run_id, point, config))
+    return _unique(runs, source)
 
 
-def expand_utility(sweep: dict) -> list[SweepRun]:
+def expand_utility(sweep: dict, source: str = SWEEP_FILE) -> list[SweepRun]:
     """One short federation per defense level of the grid when the sweep has ``[utility]``,
     each checked as a ``FederationConfig`` before anything runs."""
     from ..fl.federation import FederationConfig
     from .config import config_from_dict
     if "utility" not in sweep:
         return []
-    base, table = sweep.get("base", {}), sweep["utility"]
+    base, table = _section(sweep, "base", source), sweep["utility"]
     if not isinstance(table, dict) or "defenses" in table:
-        raise GradinvError("[utility] is a table of federation settings; its defenses come "
-                           "from [grid.defense] (and [base])")
+        raise GradinvError(f"{source}: [utility] is a table of federation settings; its "
+                           "defenses come from [grid.defense] (and [base])")
     shared = {k: base[k] for k in SHARED_KEYS if k in base}
-    try:  # the table itself first, so that its own mistakes are not blamed on a defense
-        config_from_dict(FederationConfig,
-                         {**shared, **table, "defenses": base.get("defenses", [])})
-    except GradinvError as err:
-        raise GradinvError(f"[utility]: {err}") from None
+    # the table itself first, so that its own mistakes are not blamed on a defense
+    config_from_dict(FederationConfig, {**shared, **table, "defenses": base.get("defenses", [])},
+                     where=f"{source} [utility]")
     runs = []
-    for label, defenses in _defense_axis(sweep.get("grid", {}).get("defense", {"none": {}})):
+    for label, defenses in _levels(sweep, source):
         config = {**shared, **table, "defenses": [*base.get("defenses", []), *defenses]}
-        try:
-            config_from_dict(FederationConfig, config)
-        except GradinvError as err:
-            raise GradinvError(f"[utility] with defense {label}: {err}") from None
+        config_from_dict(FederationConfig, config,
+                         where=f"{source} [utility] with defense {label}")
         runs.append(SweepRun(f"utility__{label}", _strength(defenses), config, "utility"))
+    return runs
+
+
+def _section(sweep: dict, name: str, source: str) -> dict:
+    table = sweep.get(name, {})
+    if not isinstance(table, dict):
+        raise GradinvError(f"{source}: [{name}] must be a table, not {type(table).__name__}")
+    return table
+
+
+def _levels(sweep: dict, source: str) -> list[tuple[str, list[dict]]]:
+    """The grid's defense levels. [base]'s defenses apply to every run, so with them the
+    ``none`` level (the default when the grid names no defense) would not be undefended,
+    while the report draws it as such: refused."""
+    base = _section(sweep, "base", source)
+    levels = list(_defense_axis(_section(sweep, "grid", source).get("defense", {"none": {}}),
+                                source))
+    defenses = base.get("defenses", [])
+    if not isinstance(defenses, list):
+        raise GradinvError(f"{source}: [base] defenses must be a list, e.g. "
+                           f"[\"clip:max_norm=4\"], not {type(defenses).__name__}")
+    if defenses and any(label == "none" for label, _ in levels):
+        raise GradinvError(f"{source}: [base] defenses apply to every run, so the grid's "
+                           "'none' level (its only one without [grid.defense]) would not be "
+                           "undefended, while the report draws it so: give them in "
+                           "[grid.defense] instead, or leave 'none' out of it")
+    return levels
+
+
+def _check_per_attack(base: dict, names: list, source: str) -> None:
+    """[base]'s per-attack settings and flat hyper-parameters go to the runs of the attacks
+    that take them (``_for_attack``); one that no attack of the grid takes is a mistake."""
+    from .. import attacks
+    per_attack = base.get("attack_settings", {})
+    if isinstance(per_attack, dict):
+        extra = sorted(set(per_attack) - set(names))
+        if extra:
+            raise GradinvError(f"{source}: [base] attack_settings names {extra[0]!r}, which no "
+                               f"run of the grid attacks ({', '.join(names)})")
+    flat = base.get("hyperparameters", {})
+    if isinstance(flat, dict) and flat:
+        taken = set().union(*(attacks.accepted_hyperparameters(n) for n in names))
+        extra = sorted(set(flat) - taken)
+        if extra:
+            raise GradinvError(f"{source}: [base] hyperparameters.{extra[0]}: no attack of the "
+                               f"grid ({', '.join(names)}) takes it")
+
+
+def _for_attack(base: dict, attack: str) -> dict:
+    """[base] as a run of ``attack`` takes it: that attack's own ``attack_settings`` and the
+    flat hyper-parameters it takes, so that a mixed sweep can tune GIAS without every GI run
+    failing on GIAS's settings."""
+    from .. import attacks
+    own = dict(base)
+    if isinstance(base.get("attack_settings"), dict):
+        own["attack_settings"] = {k: v for k, v in base["attack_settings"].items() if k == attack}
+    if isinstance(base.get("hyperparameters"), dict):
+        takes = attacks.accepted_hyperparameters(attack)
+        own["hyperparameters"] = {k: v for k, v in base["hyperparameters"].items() if k in takes}
+    return own
+
+
+def _unique(runs: list[SweepRun], source: str) -> list[SweepRun]:
+    """A value repeated in the grid would run twice under one id: refused."""
+    seen: set[str] = set()
+    for run in runs:
+        if run.id in seen:
+            raise GradinvError(f"{source}: the grid gives run {run.id} twice (a value repeated "
+                               "in [grid])")
+        seen.add(run.id)
     return runs
 
 
@@ -149,10 +225,15 @@ def _without_attack_seed(base: dict) -> dict:
     return {k: v for k, v in base.items() if k != "attack_seed"}
 
 
-def _axis(grid: dict, key: str, base: dict) -> list:
+def _axis(grid: dict, key: str, base: dict, source: str) -> list:
     values = grid.get(key, [base.get(key, {"attack": "gi", "batch_size": 1, "seed": 0}[key])])
     if not isinstance(values, list) or not values:
-        raise GradinvError(f"grid.{key} must be a non-empty list")
+        raise GradinvError(f"{source}: grid.{key} must be a non-empty list")
+    for value in values if key == "attack" else ():
+        if not isinstance(value, str) or "," in value:
+            raise GradinvError(f"{source}: grid.attack value {value!r} is not one attack name; "
+                               "a sweep runs one attack per run: list them, e.g. attack = "
+                               "[\"gi\", \"gias\"]")
     return values
 
 
@@ -164,21 +245,23 @@ def _strength(defenses: list[dict]) -> dict:
     return {"defense": defenses[0]["name"], "setting": setting, "strength": strength}
 
 
-def _defense_axis(table: dict) -> Iterator[tuple[str, list[dict]]]:
+def _defense_axis(table: dict, source: str) -> Iterator[tuple[str, list[dict]]]:
     """(label, defenses) per defense and strength; ``none`` is the undefended run. The strength
     setting is the one given as a list (``{ epsilon = [2.0, 8.0], max_norm = 1.0 }``); the
     others are fixed at their value for every strength."""
+    if not isinstance(table, dict):
+        raise GradinvError(f"{source}: [grid.defense] must be a table, defense -> settings")
     for name, settings in table.items():
         if name == "none":
             yield "none", []
             continue
         if not isinstance(settings, dict):
-            raise GradinvError(f"grid.defense.{name} must be a table of settings, e.g. "
-                               "{ rate = [0.5, 0.9] }")
+            raise GradinvError(f"{source}: grid.defense.{name} must be a table of settings, "
+                               "e.g. { rate = [0.5, 0.9] }")
         varied = [k for k, v in settings.items() if isinstance(v, list)]
         if len(varied) > 1:
-            raise GradinvError(f"grid.defense.{name} varies {', '.join(varied)}: give one "
-                               "strength setting as a list and the others as single values")
+            raise GradinvError(f"{source}: grid.defense.{name} varies {', '.join(varied)}: give "
+                               "one strength setting as a list and the others as single values")
         if not settings:
             yield name, [{"name": name, "settings": {}}]
             continue
@@ -229,10 +312,10 @@ def read_results(sweep_dir: str | Path) -> dict[str, dict]:
     if not path.exists():
         return {}
     last = {}
-    for text in path.read_text().splitlines():
-        if text.strip():
-            line = json.loads(text)
-            last[line["id"]] = {"kind": "attack", **line}
+    for number, (_, line) in enumerate(read_jsonl(path), 1):  # a line torn by a kill: dropped
+        if not isinstance(line.get("id"), str) or line.get("status") not in ("ok", "failed"):
+            raise GradinvError(f"{path} line {number} is not a sweep result (no id or status)")
+        last[line["id"]] = {"kind": "attack", **line}
     return last
 
 
@@ -266,7 +349,7 @@ def run_sweep(sweep_file: str | Path, sweep_dir: str | Path, *, workers: int = 1
     """Run every unfinished unit of the sweep and return the lines written this time; each is
     written as soon as its unit ends, so an interrupted sweep keeps what finished."""
     check_int("workers", workers, low=1, high=1024)
-    runs = expand(read_toml(sweep_file))
+    runs = expand(read_toml(sweep_file), str(sweep_file))
     sweep_dir = Path(sweep_dir)
     (sweep_dir / "runs").mkdir(parents=True, exist_ok=True)
     done = finished(sweep_dir, runs, retry_failed=retry_failed)
@@ -274,7 +357,7 @@ def run_sweep(sweep_file: str | Path, sweep_dir: str | Path, *, workers: int = 1
     bar = Progress(f"sweep ({len(runs) - len(todo)} of {len(runs)} already done)", len(todo),
                    enabled=progress, metric="failed")
     lines: list[dict] = []
-    with (sweep_dir / RESULTS).open("a") as results:
+    with append_lines(sweep_dir / RESULTS) as results:
         def done(run: SweepRun, outcome: dict | BaseException) -> None:
             line = run.failed(outcome) if isinstance(outcome, BaseException) else outcome
             results.write(_to_json(line) + "\n")

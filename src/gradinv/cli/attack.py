@@ -6,7 +6,7 @@ import argparse
 
 from .. import attacks, defenses
 from ..audit.batch import AuditConfig, run_audit
-from ..audit.config import config_from_dict, read_toml
+from ..audit.config import check_shape, config_from_dict, read_toml
 from ..audit.engine import AuditResult
 from ..audit.update import RecordAuditConfig, run_record_audit
 from ..data import DATASETS
@@ -99,7 +99,7 @@ def config_from_args(args: argparse.Namespace) -> AuditConfig:
     if args.defense:
         values["defenses"] = defenses_from_args(args)
     merge_attack_options(values, args)
-    return config_from_dict(AuditConfig, values)  # type: ignore[return-value]
+    return config_from_dict(AuditConfig, values, where=args.config)  # type: ignore[return-value]
 
 
 def record_config_from_args(args: argparse.Namespace) -> RecordAuditConfig:
@@ -118,12 +118,18 @@ def record_config_from_args(args: argparse.Namespace) -> RecordAuditConfig:
     merge_attack_options(values, args)
     if values.pop("defenses"):
         raise GradinvError("--set names a defense, but with --record the record fixes them")
-    return config_from_dict(RecordAuditConfig, values)  # type: ignore[return-value]
+    return config_from_dict(RecordAuditConfig, values,  # type: ignore[return-value]
+                            where=args.config)
 
 
 def _config_file(args: argparse.Namespace) -> dict:
     """The --config file's values ({} without one)."""
-    return read_toml(args.config) if args.config else {}
+    if not args.config:
+        return {}
+    values = read_toml(args.config)
+    check_shape(RecordAuditConfig if "record" in values else AuditConfig, values,
+                where=args.config)  # options are merged into its tables
+    return values
 
 
 def print_result(result: AuditResult) -> None:
