@@ -27,12 +27,13 @@ import numpy as np
 
 from ..checks import GradinvError, check_int, one_line
 from ..progress import Progress
-from ..record.format import Entry, Record, open_record, read_jsonl
+from ..record.format import Entry, Record, RecordMeta, open_record, read_jsonl
 from ..report.page import esc, page, paragraph, section, table
 from ..report.plots import line_chart
 from ..report.png import CURVE_COLOURS
 from ..report.run_folder import environment, json_safe, new_run_dir, write_json
 from .backends import Backend, local_backend
+from .privacy import privacy_section
 from .update import (
     RecordAttackConfig,
     RecordAuditConfig,
@@ -363,6 +364,7 @@ def _html(summary: dict, scored: bool, worst: list[dict]) -> str:
         section("Every update", table(
             [{**r, "labels": _labels(r)} for r in summary["updates"]],
             ["round", "client", "attack", *SCORES, "labels", "labels_shared", "seconds"])),
+        *privacy_section(RecordMeta.from_json(summary["record_meta"])),
     ])
 
 
