@@ -4,6 +4,8 @@ import pytest
 
 import gradinv
 from gradinv.audit import AuditConfig, run_audit, run_config
+from gradinv.audit.record import run_leakage_audit
+from gradinv.audit.update import run_record_audit
 from gradinv.checks import GradinvError
 from gradinv.fl import simulate
 
@@ -16,6 +18,8 @@ CASES = [
     (lambda tmp: gradinv.audit(hyperparameters=[1]), "hyperparameters must be a dict"),
     (lambda tmp: gradinv.audit(attack_settings=[1]), "attack_settings must be a dict"),
     (lambda tmp: simulate({"rounds": 1}, tmp), "config must be a FederationConfig"),
+    (lambda tmp: run_record_audit({"record": "r"}, out=tmp), "config must be a RecordAuditConfig"),
+    (lambda tmp: run_leakage_audit({"record": "r"}, out=tmp), "config must be a RecordAudit"),
 ]
 
 

@@ -11,6 +11,7 @@ from gradinv.checks import GradinvError
 from gradinv.cli import main
 from gradinv.defenses import create
 from gradinv.defenses.noise import gaussian_epsilon
+from gradinv.defenses.pipeline import over_federation
 from gradinv.fl import FederationConfig, simulate
 from gradinv.fl.federation import Federation, participations, sample_clients
 from gradinv.types import FedAvgConfig
@@ -33,7 +34,7 @@ def _spent(config: FederationConfig, name: str) -> dict[str, float]:
 
 
 def test_the_schedule_is_a_fixed_size_sample_each_round_and_the_one_the_rounds_use(tmp_path):
-    config = _config()
+    config = _config(rounds=3)
     for r in range(config.rounds):
         clients, _ = sample_clients(config, r)
         assert len(set(clients.tolist())) == config.clients_per_round
@@ -60,7 +61,8 @@ def test_one_round_calibration_would_overspend_so_a_given_count_below_it_is_refu
     assert one_round.spent_epsilon(4, 1) > 1.5  # what the record used to call epsilon 1
     with pytest.raises(GradinvError, match="rounds=1 calibrates epsilon for 1 release"):
         _config(defenses=(DP_NOISE + ",rounds=1",))
-    assert _config(defenses=(DP_NOISE + ",rounds=9",)).defenses[0].settings["rounds"] == 9
+    (kept,) = over_federation([DP_NOISE + ",rounds=9"], 4, 1)  # more noise: the user's choice
+    assert kept.settings["rounds"] == 9
 
 
 def test_dpsgd_epsilon_covers_every_local_step_of_every_update():

@@ -68,6 +68,9 @@ def prepare_record_attacks(config: RecordAttackConfig, out: str | Path | None,
     """Everything attacking a record needs, checked before any attack runs: the device, a
     writable ``out``, the attacks, the record, and the model (``model``, else
     ``config.model_factory``, else the recorded architecture)."""
+    if not isinstance(config, RecordAttackConfig):
+        raise GradinvError(f"config must be a RecordAuditConfig or LeakageAuditConfig, not "
+                           f"{type(config).__name__}")
     device = resolve_device(config.device)
     if out is not None:
         check_writable(out)

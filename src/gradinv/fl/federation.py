@@ -115,7 +115,6 @@ class FederationConfig(VictimConfig):
         pipeline = DefensePipeline.for_client(
             over_federation(self.defenses, most, self.local_steps), self.threat)
         object.__setattr__(self, "defenses", pipeline.specs)
-        pipeline.check_releases(self.local_steps)
         if pipeline.local is not None:
             model = build_model(self.model, channels=self.channels, num_classes=2,
                                 image_size=self.image_size, width=self.width,
