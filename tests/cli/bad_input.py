@@ -143,6 +143,12 @@ HAND_WRITTEN = {
                                 '[grid]\nattack = ["gi", "dlg"]\n',
     "sweep_threat_key": '[base]\nthreat = { labelz = true }\n',
     "sweep_base_scalar": 'base = 3\n',
+    "sweep_dp_utility": '[base]\nmodel = "lenet"\nimage_size = 16\n[grid.defense]\n'
+                        'dp-noise = { epsilon = [1.0], max_norm = 1.0 }\n[utility]\nrounds = 2\n'
+                        'num_clients = 2\nclients_per_round = 2\n',
+    "sweep_dp_utility_counted": '[base]\nmodel = "lenet"\nimage_size = 16\n[grid.defense]\n'
+                                'dp-noise = { epsilon = [1.0], max_norm = 1.0, rounds = 1 }\n'
+                                '[utility]\nrounds = 2\nnum_clients = 2\nclients_per_round = 2\n',
 }
 
 FIXTURES = {

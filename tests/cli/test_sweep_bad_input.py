@@ -20,6 +20,8 @@ CASES = [
     ("sweep", ["{sweep_threat_key}"], "sweep_threat_key.toml (run gi__none__B1__seed0): "
                                       "unknown setting 'threat.labelz'"),
     ("sweep", ["{sweep_base_scalar}"], "sweep_base_scalar.toml: [base] must be a table"),
+    ("sweep", ["{sweep_dp_utility}"], "give rounds = 2 in [grid.defense] so that both use"),
+    ("sweep", ["{sweep_dp_utility_counted}"], "rounds=1 calibrates epsilon for 1 release"),
     ("sweep", ["{sweep_attack_list}", "--workers", "0"], "workers must be"),
     ("sweep", ["{sweep_attack_list}", "--workers", "x"], None),
 ]

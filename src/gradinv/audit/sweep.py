@@ -51,6 +51,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..checks import GradinvError, check_int, one_line
 from ..files import append_lines
@@ -60,6 +61,9 @@ from ..record.format import read_jsonl
 from ..report.run_folder import json_safe
 from .backends import Backend, local_backend
 from .config import read_toml
+
+if TYPE_CHECKING:
+    from ..fl.federation import FederationConfig
 
 GRID_KEYS = ("attack", "defense", "batch_size", "seed")
 # The [utility] keys that default to [base]'s value (the victim both configs share, and the
@@ -142,10 +146,29 @@ def expand_utility(sweep: dict, source: str = SWEEP_FILE) -> list[SweepRun]:
     runs = []
     for label, defenses in _levels(sweep, source):
         config = {**shared, **table, "defenses": [*base.get("defenses", []), *defenses]}
-        config_from_dict(FederationConfig, config,
-                         where=f"{source} [utility] with defense {label}")
+        where = f"{source} [utility] with defense {label}"
+        _check_same_noise(config["defenses"],
+                          config_from_dict(FederationConfig, config, where=where), where)
         runs.append(SweepRun(f"utility__{label}", _strength(defenses), config, "utility"))
     return runs
+
+
+def _check_same_noise(defenses: list, federation: FederationConfig, where: str) -> None:
+    """A DP level's epsilon is calibrated over one update in the attack runs but over every
+    update a client sends in the federation (``over_federation``): the privacy-utility plot
+    would pair the leakage of one noise with the accuracy of another. Refused unless the level
+    gives the count itself, so that both use the same noise."""
+    from ..defenses.pipeline import as_spec, over_federation
+    from ..fl.federation import participations
+    most = max(participations(federation).values())
+    specs = [as_spec(d) for d in defenses]
+    for spec, covered in zip(specs, over_federation(specs, most, federation.local_steps)):
+        added = sorted(set(covered.settings) - set(spec.settings))
+        if added:
+            raise GradinvError(f"{where}: {spec.name}'s epsilon would cover one update in the "
+                               "attack runs but every update a client sends in the federation "
+                               f"(up to {most}): give {added[0]} = {covered.settings[added[0]]} "
+                               "in [grid.defense] so that both use the same noise")
 
 
 def _section(sweep: dict, name: str, source: str) -> dict:
