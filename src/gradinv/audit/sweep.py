@@ -26,9 +26,9 @@ a ``[grid]``::
 The grid's ``seed`` seeds the attack, and the victim too unless ``[base]`` fixes
 ``model_seed``. ``[base]``'s ``attack_settings`` and ``hyperparameters`` go to the runs of the
 attacks that take them; each grid value is one attack, and no value may repeat; defenses in
-``[base]`` cannot go with a ``none`` level, which they would defend. Every run appends one JSON line to ``SWEEP_DIR/results.jsonl`` (its id, kind
-``"attack"``, point, status, metrics or error, run folder) and writes its run folder under
-``SWEEP_DIR/runs``.
+``[base]`` cannot go with a ``none`` level, which they would defend. Every run appends one
+JSON line to ``SWEEP_DIR/results.jsonl`` (its id, kind ``"attack"``, point, status, metrics or
+error, run folder) and writes its run folder under ``SWEEP_DIR/runs``.
 
 ``[utility]`` holds the settings of a short federation (``gradinv.fl.FederationConfig``'s keys;
 ``model``, ``width``, ``init_scheme``, ``dataset``, ``data_dir``, ``image_size``, ``channels``
