@@ -107,7 +107,9 @@ def test_interrupted_audit_keeps_each_attacked_update_and_resumes(tmp_path, caps
     argv = ["audit", str(rec), "--iterations", "1", "--device", "cpu", "--quiet", "--out",
             str(out)]
     audit = _start(*argv, "--workers", "2")
-    updates = lambda: _lines(next(out.glob("*/updates.jsonl"), out / "none"))  # noqa: E731
+
+    def updates():
+        return _lines(next(out.glob("*/updates.jsonl"), out / "none"))
     _wait_for(lambda: len(updates()) >= 1, audit)
     os.killpg(audit.pid, signal.SIGINT)
     returncode, err = _ended(audit)
@@ -116,6 +118,8 @@ def test_interrupted_audit_keeps_each_attacked_update_and_resumes(tmp_path, caps
     (folder,) = out.iterdir()
     assert 1 <= len(kept) < 9 and not (folder / "leakage.json").exists()
     assert _finished_folders(folder / "runs") <= {x["folder"] for x in kept}
+    with (folder / "updates.jsonl").open("a") as f:
+        f.write('{"round": 2, "cli')  # what a SIGKILL mid-line would leave
     capsys.readouterr()
     assert main(argv) == 0
     assert f"resuming the audit in {folder}" in capsys.readouterr().out

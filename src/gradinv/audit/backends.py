@@ -78,10 +78,12 @@ def local_backend(work: Callable[[T], dict], units: Sequence[T], workers: int,
     except BaseException:
         for future in futures:
             future.cancel()
-        for future, unit in futures.items():  # finished before the interruption: kept
-            if future.done() and not future.cancelled() and future not in reported:
-                done(unit, _outcome(future))
-        _stop(pool)
+        try:
+            for future, unit in futures.items():  # finished before the interruption: kept
+                if future.done() and not future.cancelled() and future not in reported:
+                    done(unit, _outcome(future))
+        finally:
+            _stop(pool)
         raise
     pool.shutdown()
 
@@ -90,7 +92,7 @@ def _outcome(future: Future) -> dict | BaseException:
     """The unit's line, or the error of a worker that died (e.g. out of memory)."""
     try:
         return future.result()
-    except Exception as err:
+    except Exception as err:  # noqa: BLE001 - handed to the caller, which records it
         return err
 
 
@@ -150,10 +152,12 @@ def ray_backend(work: Callable[[T], dict], units: Sequence[T], workers: int, don
     except BaseException:
         if pending:
             ready, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0)
-            for ref in ready:  # finished before the interruption: handed over, not lost
-                done(pending.pop(ref), _ray_outcome(ray, ref))
-            for ref in pending:
-                ray.cancel(ref, force=True)
+            try:
+                for ref in ready:  # finished before the interruption: handed over, not lost
+                    done(pending.pop(ref), _ray_outcome(ray, ref))
+            finally:
+                for ref in pending:
+                    ray.cancel(ref, force=True)
         raise
     finally:
         if started:

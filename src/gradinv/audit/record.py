@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from statistics import fmean, stdev
@@ -26,6 +27,7 @@ from statistics import fmean, stdev
 import numpy as np
 
 from ..checks import GradinvError, check_int, one_line
+from ..files import append_lines
 from ..progress import Progress
 from ..record.format import Entry, Record, RecordMeta, open_record, read_jsonl
 from ..report.page import esc, page, paragraph, section, table
@@ -203,18 +205,19 @@ def run_leakage_audit(config: LeakageAuditConfig, *, out: str | Path | None = "r
     bar = Progress(f"audit ({len(entries) - len(todo)} of {len(entries)} updates already done)",
                    len(todo), enabled=progress, metric="matching cost")
 
-    def done(task: UpdateTask, outcome: dict | BaseException) -> None:
-        if isinstance(outcome, BaseException):
-            raise outcome if isinstance(outcome, GradinvError) else GradinvError(
-                f"attacking client {task.client}'s update of round {task.round} failed: "
-                f"{one_line(outcome)}")
-        lines[(task.round, task.client)] = outcome
-        if folder is not None:
-            with (folder / UPDATES).open("a") as f:
-                f.write(json.dumps(json_safe(outcome)) + "\n")
-        bar.update(len(lines) - len(entries) + len(todo), outcome["rows"][-1]["matching_cost"])
-
-    backend(attack_update, todo, workers, done)
+    with nullcontext() if folder is None else append_lines(folder / UPDATES) as file:
+        def done(task: UpdateTask, outcome: dict | BaseException) -> None:
+            if isinstance(outcome, BaseException):
+                raise outcome if isinstance(outcome, GradinvError) else GradinvError(
+                    f"attacking client {task.client}'s update of round {task.round} failed: "
+                    f"{one_line(outcome)}")
+            lines[(task.round, task.client)] = outcome
+            if file is not None:
+                file.write(json.dumps(json_safe(outcome)) + "\n")
+                file.flush()
+            bar.update(len(lines) - len(entries) + len(todo),
+                       outcome["rows"][-1]["matching_cost"])
+        backend(attack_update, todo, workers, done)
     rows = [r for e in entries for r in lines[(e.round, e.client_id)]["rows"]]
     return _summarise(config, record, rows, lines, folder)
 
