@@ -388,7 +388,7 @@ def _coverage(summary: dict) -> str:
 def _channels_note(channels: dict) -> str:
     """Where scores and images differ: a grey dataset attacked through a colour model."""
     if channels["data"] == channels["model"]:
-        return f"Scores compare the images as the model sees them ({channels['data']} channels)."
+        return "Scores compare the images as the model sees them (the data's own channels)."
     return (f"The data has {channels['data']} channel(s), the model {channels['model']}: PSNR "
             f"and SSIM compare the reconstructions converted to the data's channels (the mean "
             f"over the model's channels), while the grids and images.safetensors show the "

@@ -120,7 +120,7 @@ def _html(title: str, config: dict, rows: list[Row], curves: dict[str, list[floa
                                   "label_accuracy", "matching_cost", "labels"],
                                  headings=["", "mean PSNR (dB)", "mean SSIM", "best PSNR (dB)",
                                            "label acc.", "matching cost", "labels"]),
-                paragraph(SCORED_CHANNELS)),
+                paragraph(esc(SCORED_CHANNELS))),
         section("Matching cost per iteration (log scale, best restart)",
                 f'<img src="loss.png" alt="loss curve"><ul>{ranges}</ul>'),
         section("Configuration", f"<pre>{esc(json.dumps(config, indent=2, default=str))}</pre>"),
