@@ -129,6 +129,22 @@ def test_interrupted_audit_keeps_each_attacked_update_and_resumes(tmp_path, caps
     assert len(json.loads((folder / "leakage.json").read_text())["updates"]) == 9
 
 
+def test_sigterm_ends_a_ray_sweep_and_its_local_instance(tmp_path):
+    """ray.init makes SIGTERM exit at once (no clean-up, no line): the sweep takes it back."""
+    pytest.importorskip("ray")
+    (tmp_path / "s.toml").write_text(SWEEP)
+    out = tmp_path / "sweep"
+    sweep = _start("sweep", str(tmp_path / "s.toml"), "--out", str(out), "--backend", "ray",
+                   "--workers", "1", "--quiet")
+    _wait_for(lambda: len(_lines(out / "results.jsonl")) >= 1, sweep)
+    sweep.send_signal(signal.SIGTERM)
+    returncode, err = _ended(sweep)  # Ray's processes too: they run in the job's group
+    assert (returncode, err.strip()[-len("gradinv: terminated"):]) == (143, "gradinv: terminated")
+    lines = _lines(out / "results.jsonl")
+    assert 1 <= len(lines) < UNITS
+    assert _finished_folders(out / "runs") <= {x["folder"] for x in lines}
+
+
 def test_unreachable_ray_address_fails_fast_with_one_line(tmp_path, capsys):
     pytest.importorskip("ray")
     with socket.socket() as s:  # a port nobody listens on

@@ -174,12 +174,16 @@ def _connect(ray, address: str | None, workers: int) -> None:
     answers there (Ray would retry for minutes)."""
     if address is not None:
         check_reachable(address)
+    before = signal.getsignal(signal.SIGTERM)
     try:
         ray.init(address=address, num_cpus=None if address else workers,
                  include_dashboard=False, log_to_driver=False)
     except ConnectionError as err:
         raise GradinvError(f"cannot connect to a Ray cluster at {address} "
                            f"({one_line(err)})") from None
+    finally:  # ray.init makes SIGTERM exit at once, skipping the clean-up and the last line
+        if before is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, before)
 
 
 def check_reachable(address: str) -> None:
