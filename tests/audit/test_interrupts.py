@@ -102,7 +102,7 @@ def test_interrupted_audit_keeps_each_attacked_update_and_resumes(tmp_path, caps
     is in updates.jsonl, and the same command resumes the audit, attacking only the rest."""
     rec, out = tmp_path / "rec", tmp_path / "audits"
     assert main(["fl", "simulate", "--record", str(rec), "--model", "lenet", "--dataset",
-                 "default", "--image-size", "16", "--clients", "3", "--rounds", "3",
+                 "default", "--image-size", "16", "--clients", "2", "--rounds", "3",
                  "--batch-size", "1", "--test-images", "10", "--quiet"]) == 0
     argv = ["audit", str(rec), "--iterations", "1", "--device", "cpu", "--quiet", "--out",
             str(out)]
@@ -116,7 +116,7 @@ def test_interrupted_audit_keeps_each_attacked_update_and_resumes(tmp_path, caps
     assert (returncode, err.strip()) == (130, "gradinv: interrupted")
     kept = updates()
     (folder,) = out.iterdir()
-    assert 1 <= len(kept) < 9 and not (folder / "leakage.json").exists()
+    assert 1 <= len(kept) < 6 and not (folder / "leakage.json").exists()
     assert _finished_folders(folder / "runs") <= {x["folder"] for x in kept}
     with (folder / "updates.jsonl").open("a") as f:
         f.write('{"round": 2, "cli')  # what a SIGKILL mid-line would leave
@@ -125,8 +125,8 @@ def test_interrupted_audit_keeps_each_attacked_update_and_resumes(tmp_path, caps
     assert f"resuming the audit in {folder}" in capsys.readouterr().out
     assert list(out.iterdir()) == [folder]
     lines = updates()
-    assert len(lines) == 9 == len({(x["round"], x["client"]) for x in lines})
-    assert len(json.loads((folder / "leakage.json").read_text())["updates"]) == 9
+    assert len(lines) == 6 == len({(x["round"], x["client"]) for x in lines})
+    assert len(json.loads((folder / "leakage.json").read_text())["updates"]) == 6
 
 
 def test_sigterm_ends_a_ray_sweep_and_its_local_instance(tmp_path):
