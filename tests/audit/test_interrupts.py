@@ -37,10 +37,14 @@ def _start(*argv):
 
 
 def _wait_for(condition, process, seconds=180):
+    """Poll ``condition`` while the job runs; a job that ends or hangs first fails the test,
+    its whole group killed."""
     deadline = time.monotonic() + seconds
     while not condition():
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, "timed out"
+        if process.poll() is not None or time.monotonic() > deadline:
+            if _group(process):
+                os.killpg(process.pid, signal.SIGKILL)
+            pytest.fail(f"the job ended or hung first: {process.communicate()}")
         time.sleep(0.05)
 
 
@@ -52,13 +56,17 @@ def _group(process) -> list[str]:
 
 
 def _ended(process, seconds=60):
-    _, err = process.communicate(timeout=seconds)
-    deadline = time.monotonic() + 10  # the group's processes are reaped by now, or soon
-    while _group(process) and time.monotonic() < deadline:
-        time.sleep(0.1)
-    left = _group(process)
-    if left:
-        os.killpg(process.pid, signal.SIGKILL)
+    """The job's exit code and stderr, once it and every process of its group have ended;
+    whatever is left is killed, so a failing test leaves nothing running either."""
+    try:
+        _, err = process.communicate(timeout=seconds)
+        deadline = time.monotonic() + 10  # the group's processes are reaped by now, or soon
+        while _group(process) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        left = _group(process)
+    finally:
+        if _group(process):
+            os.killpg(process.pid, signal.SIGKILL)
     assert not left, f"processes left running: {left}"
     return process.returncode, err
 
