@@ -68,6 +68,7 @@ SPEC = {
     "signed": FLAG,
     "latent_signed": FLAG,
     "batched": FLAG,
+    "compile": choice(["auto", "on", "off", "graphs"]),
 }
 # GIAS splits one budget: its latent stage must be shorter than the total (2000 by default).
 GIAS_VALID = {"iterations": st.integers(2, 10**9), "latent_iterations": st.integers(1, 1999) | st.none()}

@@ -136,3 +136,19 @@ def test_python_api_names_a_prior_by_source(tmp_path):
     result = gradinv.audit(attack="gi-z", prior="fashion-mnist", image_size=16, iterations=2,
                            restarts=1, out=None, progress=False)
     assert result.reconstruction.images.shape == (1, 3, 16, 16)
+
+
+def test_compile_setting_and_how_each_loop_ran_are_recorded(tmp_path, capsys):
+    for setting in ("off", None):
+        out = tmp_path / str(setting)
+        code, _, _ = _run(capsys, "attack", "--attack", "gi,gias", "--iterations", "3",
+                          "--restarts", "1", "--image-size", "16", "--device", "cpu", "--quiet",
+                          "--out", str(out), *(["--compile", setting] if setting else []))
+        assert code == 0
+        (folder,) = out.iterdir()
+        config = json.loads((folder / "config.json").read_text())
+        assert config["attacks"]["gias"]["compile"] == (setting or "auto")
+        assert set(config["execution"]["gias"]) == {"gi-z", "gias"}  # both stages
+        ran = config["execution"]["gi"]["gi"]
+        assert ran["mode"] == "eager" and ran["fp32_precision"] == "ieee"
+        assert ran["reason"].startswith(f"compile={setting or 'auto'}")

@@ -13,6 +13,7 @@ from torch import nn
 
 from ..checks import MAX_RATE, GradinvError, check_bool, check_choice, check_float, check_int
 from ..defenses.pipeline import DefensePipeline
+from ..execution import COMPILE_CHOICES
 from ..fl.functional import FunctionalModel
 from ..models.layers import BatchNorm2d
 from ..registry import Registry
@@ -143,6 +144,7 @@ HYPERPARAMETER_RULES: dict[str, Callable[..., None]] = {
     "signed": check_bool,
     "latent_signed": check_bool,
     "batched": check_bool,
+    "compile": partial(check_choice, choices=COMPILE_CHOICES),
 }
 
 

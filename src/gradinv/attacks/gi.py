@@ -37,13 +37,14 @@ class GI(Attack):
     def __init__(self, *, iterations: int = 4800, lr: float = 0.1, restarts: int = 4,
                  tv: float = 1e-4, bn_stats: float = 1e-2, cost: str = "cosine",
                  top_k: int | None = None, signed: bool = True, init: str = "grey",
-                 batched: bool = True) -> None:
+                 batched: bool = True, compile: str = "auto") -> None:
         check_hyperparameters(self.name, locals())
         check_choice("init", init, INITS, where=self.name)
         self.init = init
         self.iterations, self.lr, self.restarts, self.tv = iterations, lr, restarts, tv
         self.bn_stats = bn_stats
         self.cost, self.top_k, self.signed, self.batched = cost, top_k, signed, batched
+        self.compile = compile
 
     def invert(self, target: Target, *, image_shape: tuple[int, int, int], seed: int,
                device: torch.device, progress: bool) -> Reconstruction:
@@ -61,7 +62,8 @@ class GI(Attack):
         result = optimise_restarts(
             {"images": init}, cost_fn, iterations=self.iterations, lr=self.lr,
             signed=self.signed, project=lambda v: v["images"].clamp_(0, 1),
-            batched=self.batched, label=self.name, progress=progress,
+            batched=self.batched, compile=self.compile, label=self.name, progress=progress,
         )
         return pick_winner(target, result.variables["images"], result.matching_costs,
-                           result.history, self.name)
+                           result.history, self.name,
+                           execution={self.name: result.execution.to_json()})

@@ -37,19 +37,20 @@ class GIz(Attack):
     def __init__(self, *, prior: Prior | str = "fashion-mnist", iterations: int = 2000,
                  lr: float = 3e-2, restarts: int = 4, tv: float = 1e-4, latent_norm: float = 0.0,
                  bn_stats: float = 1e-2, cost: str = "cosine", top_k: int | None = None,
-                 signed: bool = False, batched: bool = True) -> None:
+                 signed: bool = False, batched: bool = True, compile: str = "auto") -> None:
         check_hyperparameters(self.name, locals())
         self.prior = resolve_prior(prior, self.name)
         self.iterations, self.lr, self.restarts, self.tv = iterations, lr, restarts, tv
         self.bn_stats = bn_stats
         self.latent_norm, self.cost, self.top_k = latent_norm, cost, top_k
-        self.signed, self.batched = signed, batched
+        self.signed, self.batched, self.compile = signed, batched, compile
 
     def invert(self, target: Target, *, image_shape: tuple[int, int, int], seed: int,
                device: torch.device, progress: bool) -> Reconstruction:
         result = self.search(target, image_shape, seed, device, progress)
         images = self.prior.render(result.variables["z"], image_shape)
-        return pick_winner(target, images, result.matching_costs, result.history, self.name)
+        return pick_winner(target, images, result.matching_costs, result.history, self.name,
+                           execution={self.name: result.execution.to_json()})
 
     def search(self, target: Target, image_shape: tuple[int, int, int], seed: int,
                device: torch.device, progress: bool) -> OptimisationResult:
@@ -69,5 +70,5 @@ class GIz(Attack):
                         generator=restart_generator(seed, r)) for r in range(self.restarts)
         ]).to(device)
         return optimise_restarts({"z": init}, cost_fn, iterations=self.iterations, lr=self.lr,
-                                 signed=self.signed, batched=self.batched, label=self.name,
-                                 progress=progress)
+                                 signed=self.signed, batched=self.batched,
+                                 compile=self.compile, label=self.name, progress=progress)

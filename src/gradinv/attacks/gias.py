@@ -40,7 +40,7 @@ class GIAS(Attack):
                  restarts: int = 4, tv: float = 1e-6, latent_tv: float = 1e-4,
                  latent_norm: float = 0.0, distance: float = 0.0, bn_stats: float = 1e-2,
                  cost: str = "cosine", top_k: int | None = None, signed: bool = False,
-                 latent_signed: bool = False, batched: bool = True) -> None:
+                 latent_signed: bool = False, batched: bool = True, compile: str = "auto") -> None:
         check_hyperparameters(self.name, locals())
         if latent_iterations is None:
             if iterations < 2:  # the user set no latent_iterations: do not blame it
@@ -55,11 +55,12 @@ class GIAS(Attack):
         self.latent_search = GIz(prior=self.prior, iterations=latent_iterations, lr=latent_lr,
                                  restarts=restarts, tv=latent_tv, latent_norm=latent_norm,
                                  bn_stats=bn_stats, cost=cost, top_k=top_k, signed=latent_signed,
-                                 batched=batched)
+                                 batched=batched, compile=compile)
         self.iterations = iterations - latent_iterations
         self.lr, self.restarts, self.tv, self.distance = lr, restarts, tv, distance
         self.bn_stats = bn_stats
         self.cost, self.top_k, self.signed, self.batched = cost, top_k, signed, batched
+        self.compile = compile
 
     def invert(self, target: Target, *, image_shape: tuple[int, int, int], seed: int,
                device: torch.device, progress: bool) -> Reconstruction:
@@ -68,8 +69,8 @@ class GIAS(Attack):
         stage2 = adapt_generator(
             self.prior, target, z, image_shape, iterations=self.iterations, lr=self.lr,
             tv=self.tv, distance=self.distance, bn=self.bn_stats, cost=self.cost, top_k=self.top_k,
-            signed=self.signed, per_image=True, batched=self.batched, label=self.name,
-            progress=progress)
+            signed=self.signed, per_image=True, batched=self.batched, compile=self.compile,
+            label=self.name, progress=progress)
         buffers = {k: v.detach() for k, v in self.prior.generator.named_buffers()}
         with torch.no_grad():
             raw = torch.stack([
@@ -79,7 +80,9 @@ class GIAS(Attack):
         images = self.prior.to_model_input(raw, image_shape[-1], image_shape[0])
         return pick_winner(target, images, stage2.matching_costs, stage1.history + stage2.history,
                            self.name, latent_iterations=self.latent_search.iterations,
-                           latent_costs=[float(c) for c in stage1.matching_costs])
+                           latent_costs=[float(c) for c in stage1.matching_costs],
+                           execution={self.latent_search.name: stage1.execution.to_json(),
+                                      self.name: stage2.execution.to_json()})
 
 
 def adapt_generator(
@@ -98,6 +101,7 @@ def adapt_generator(
     signed: bool = False,
     per_image: bool = True,
     batched: bool = True,
+    compile: str = "auto",
     label: str = "generator stage",
     progress: bool = True,
 ) -> OptimisationResult:
@@ -128,7 +132,8 @@ def adapt_generator(
     copies = {k: p.expand(restarts, copies_per_restart, *p.shape).clone()
               for k, p in pretrained.items()}
     return optimise_restarts(copies, cost_fn, fixed={"z": z}, iterations=iterations, lr=lr,
-                             signed=signed, batched=batched, label=label, progress=progress)
+                             signed=signed, batched=batched, compile=compile, label=label,
+                             progress=progress)
 
 
 def render_copies(generator: nn.Module, params: dict, buffers: dict, z: torch.Tensor, *,

@@ -120,7 +120,8 @@ def run_config(config: AuditConfig, *, progress: bool = False, model: nn.Module 
                            data_channels=data.channels, num_classes=data.num_classes,
                            seed=config.attack_seed, device=device, progress=progress)
     return RunOutcome(config, outcomes, batch,
-                      run_settings(config, chosen, device, defenses_derived=pipeline.derived))
+                      run_settings(config, chosen, outcomes, device,
+                                   defenses_derived=pipeline.derived))
 
 
 def run_audit(config: AuditConfig, *, out: str | Path | None = "runs", progress: bool = True,

@@ -166,15 +166,17 @@ def build_attacks(arguments: dict[str, dict], prior: PriorSpec | None = None
             for n, kw in arguments.items()}
 
 
-def run_settings(config: object, chosen: dict[str, attacks.Attack], device: torch.device, *,
-                 defenses_derived: list[dict] | None = None) -> dict:
+def run_settings(config: object, chosen: dict[str, attacks.Attack], outcomes: dict[str, Outcome],
+                 device: torch.device, *, defenses_derived: list[dict] | None = None) -> dict:
     """What config.json records: the config, every attack's effective settings (defaults and
-    the prior actually used included), what the client's defenses derived from their settings
-    (the noise an epsilon calls for; ``DefensePipeline.derived``) and the device actually
-    used."""
+    the prior actually used included) and how its loops ran (compiled or eager and why, fp32
+    precision), what the client's defenses derived from their settings (the noise an epsilon
+    calls for; ``DefensePipeline.derived``) and the device actually used."""
     return {**asdict(config), "device": str(device),  # type: ignore[call-overload]
             "device_requested": config.device,  # type: ignore[attr-defined]
             "attacks": {name: attack.settings for name, attack in chosen.items()},
+            "execution": {name: o.reconstruction.extras.get("execution")
+                          for name, o in outcomes.items()},
             **({"defenses_derived": defenses_derived} if defenses_derived else {})}
 
 

@@ -144,7 +144,7 @@ def run_record_audit(config: RecordAuditConfig, *, out: str | Path | None = "run
     folder = None
     if out is not None:
         name = f"{'-'.join(outcomes)}-{spec.name}-round{config.round}-client{config.client}"
-        folder = write_report(out, name, config={**run_settings(config, chosen, device),
+        folder = write_report(out, name, config={**run_settings(config, chosen, outcomes, device),
                                                  "record_meta": record.meta.to_json()},
                               truth=truth, outcomes=outcomes,
                               title=f"gradinv: {', '.join(outcomes)} on round {config.round}, "

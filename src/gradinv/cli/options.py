@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from .. import defenses
 from ..attacks.gi import INITS
 from ..audit.config import PriorSpec, parse_assignment
+from ..execution import COMPILE_CHOICES
 from ..checks import GradinvError
 from ..types import FedAvgConfig, ThreatModel
 
@@ -18,7 +19,7 @@ LOCAL_OPTIONS = {"local_lr": "lr", "local_batch_size": "local_batch_size",
                  "local_epochs": "epochs"}
 
 HYPERPARAMETERS = ("iterations", "restarts", "lr", "tv", "cost", "top_k", "latent_iterations",
-                   "init")
+                   "init", "compile")
 
 
 def add_attack_settings_arguments(p: argparse.ArgumentParser, *, defenses: bool = True) -> None:
@@ -48,6 +49,10 @@ def add_attack_settings_arguments(p: argparse.ArgumentParser, *, defenses: bool 
                    "when the client leaks them (--bn-stats); default 0.01")
     p.add_argument("--init", choices=sorted(INITS),
                    help="GI: start images (grey: 0.5 + 0.25 N(0,1); noise: the official N(0,1))")
+    p.add_argument("--compile", choices=COMPILE_CHOICES,
+                   help="compile each attack's optimisation step with torch.compile: on, off, "
+                   "graphs (compiled, and replayed as CUDA graphs on a GPU) or auto (default: "
+                   "graphs on CUDA for runs long enough to repay compiling, else eager)")
     p.add_argument("--prior", help="gi-z / gias generator: fashion-mnist (shipped), faces, a "
                    "file from 'gradinv prior train', or package.module:factory")
     p.add_argument("--prior-weights", help="weights file for a package.module:factory generator")
