@@ -279,9 +279,9 @@ def _summarise(config: LeakageAuditConfig, record: Record, rows: list[dict],
                    "run_folders": {f"{r}/{c}": line["folder"] for (r, c), line in
                                    lines.items()},
                    "environment": environment()}
-        write_json(folder / "leakage.json", summary)
         _plot(folder / "leakage.png", rows, scored)
         (folder / "report.html").write_text(_html(summary, scored, worst))
+        write_json(folder / "leakage.json", summary)  # last: it marks the audit finished
     return LeakageResult(rows, clients, rounds, folder, left_out)
 
 
