@@ -5,7 +5,8 @@ one ground-truth image by the optimal assignment on MSE (SciPy's ``linear_sum_as
 An attack that diverged returns non-finite pixels: those images are reported as diverged and
 scored as the blank grey image they carry no information beyond, never allowed to break the
 matching. When the attacker guessed the wrong number of images, the pairs that can be matched
-are scored and the count error is reported.
+are scored and the count error is reported. Labels are scored as multisets: which classes the
+batch holds (existence accuracy) and how many images of each (number accuracy), as in iLRG.
 """
 from __future__ import annotations
 
@@ -53,11 +54,24 @@ def ssim(a: torch.Tensor, b: torch.Tensor, peak: float = 1.0) -> torch.Tensor:
     return score.flatten(1).mean(1)
 
 
+def label_counts(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """How many images of each class (K,): a batch's labels as a multiset."""
+    return torch.bincount(labels.cpu().long(), minlength=num_classes)
+
+
 def label_accuracy(predicted: torch.Tensor, true: torch.Tensor, num_classes: int) -> float:
-    """Fraction of the batch's labels recovered, counted as multisets (order does not matter)."""
-    p = torch.bincount(predicted.cpu(), minlength=num_classes)
-    t = torch.bincount(true.cpu(), minlength=num_classes)
+    """Fraction of the batch's labels recovered, counted as multisets (order does not matter):
+    the label number accuracy of iLRG (Ma et al., ICLR 2023), sum_c min(k^_c, k_c) / n."""
+    p, t = label_counts(predicted, num_classes), label_counts(true, num_classes)
     return float(torch.minimum(p, t).sum()) / len(true)
+
+
+def label_existence_accuracy(predicted: torch.Tensor, true: torch.Tensor,
+                             num_classes: int) -> float:
+    """Fraction of the classes whose presence in the batch is predicted right: which classes
+    a client holds, iLRG's label existence accuracy."""
+    p, t = label_counts(predicted, num_classes), label_counts(true, num_classes)
+    return float(((p > 0) == (t > 0)).double().mean())
 
 
 @dataclass(frozen=True)
@@ -72,7 +86,10 @@ class Scores:
     mean_psnr: float
     mean_ssim: float
     best_psnr: float
-    label_accuracy: float
+    label_accuracy: float  # label number accuracy (see ``label_accuracy``)
+    label_existence_accuracy: float
+    label_counts: list[int]  # the reconstruction's labels per class
+    true_label_counts: list[int]
     diverged: int = 0
     count_error: int = 0
 
@@ -101,5 +118,9 @@ def score(reconstructed: torch.Tensor, truth: torch.Tensor, *, predicted_labels:
         mean_mse=float(m.mean()), mean_psnr=float(p.mean()), mean_ssim=float(s.mean()),
         best_psnr=float(p.max()),
         label_accuracy=label_accuracy(predicted_labels, true_labels, num_classes),
+        label_existence_accuracy=label_existence_accuracy(predicted_labels, true_labels,
+                                                          num_classes),
+        label_counts=label_counts(predicted_labels, num_classes).tolist(),
+        true_label_counts=label_counts(true_labels, num_classes).tolist(),
         diverged=diverged, count_error=count_error,
     )

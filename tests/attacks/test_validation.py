@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from gradinv import attacks
 from gradinv.attacks.base import HYPERPARAMETER_RULES, REGISTRY
+from gradinv.attacks import labels
 from gradinv.attacks.gi import INITS
 from gradinv.attacks.objectives import COSTS
 from gradinv.priors import DCGANGenerator, Prior
@@ -69,6 +70,7 @@ SPEC = {
     "latent_signed": FLAG,
     "batched": FLAG,
     "compile": choice(["auto", "on", "off", "graphs"]),
+    "label_method": choice(["auto", *labels.available()]),
 }
 # GIAS splits one budget: its latent stage must be shorter than the total (2000 by default).
 GIAS_VALID = {"iterations": st.integers(2, 10**9), "latent_iterations": st.integers(1, 1999) | st.none()}

@@ -18,7 +18,7 @@ from ..fl.functional import FunctionalModel
 from ..models.layers import BatchNorm2d
 from ..registry import Registry
 from ..types import FedAvgConfig, Observation, Params, Reconstruction
-from .labels import estimate_num_images, infer_labels
+from .labels import AUTO, estimate_num_images, infer_labels, method_choices
 from .objectives import COSTS, BNInputs, BNStats, bn_statistics_distance, top_k_layers
 
 
@@ -40,6 +40,7 @@ class Target:
     labels: torch.Tensor | None
     labels_inferred: bool
     fedavg: FedAvgConfig | None
+    label_method: str | None = None  # the method that inferred the labels (None: not inferred)
     bn_stats: BNStats | None = None
     defenses: DefensePipeline | None = None
 
@@ -80,9 +81,11 @@ def prepare_target(
     device: torch.device,
     infer_missing_labels: bool = True,
     num_images: int | None = None,
+    label_method: str = AUTO,
 ) -> Target:
     """Build the attacker's simulator from the model's architecture, the weights broadcast in
-    the observed round, and *only* what was observed (``model``'s own weights are not used)."""
+    the observed round, and *only* what was observed (``model``'s own weights are not used).
+    Labels the threat model withholds are inferred by ``label_method`` (``attacks.labels``)."""
     missing = [n for n, _ in model.named_parameters() if n not in observation.tensors]
     if missing:
         raise GradinvError(f"the observed update does not match the model (missing {missing[0]!r})")
@@ -90,10 +93,11 @@ def prepare_target(
                              state=observation.broadcast)
     check_input_shape(fmodel.module, image_shape, device)
     n = num_images or observation.num_images or estimate_num_images(model, observation)
-    labels = observation.labels
-    inferred = False
+    labels, method = observation.labels, None
     if labels is None and infer_missing_labels:
-        labels, inferred = infer_labels(model, observation, n), True
+        inferred = infer_labels(model, observation, n, image_shape=image_shape,
+                                method=label_method)
+        labels, method = inferred.labels, inferred.method
     fedavg = observation.fedavg
     if observation.kind == "fedavg" and fedavg is None:
         # Hyper-parameters withheld: assume one full-batch step; the cosine cost ignores the lr.
@@ -103,7 +107,8 @@ def prepare_target(
         observed={k: v.to(device) for k, v in observation.tensors.items()},
         num_images=n,
         labels=None if labels is None else labels.to(device),
-        labels_inferred=inferred,
+        labels_inferred=method is not None,
+        label_method=method,
         fedavg=fedavg if observation.kind == "fedavg" else None,
         bn_stats=_bn_stats_for(fmodel.module, observation, device),
         defenses=(DefensePipeline.from_specs(observation.defenses) if observation.defenses
@@ -145,6 +150,7 @@ HYPERPARAMETER_RULES: dict[str, Callable[..., None]] = {
     "latent_signed": check_bool,
     "batched": check_bool,
     "compile": partial(check_choice, choices=COMPILE_CHOICES),
+    "label_method": partial(check_choice, choices=method_choices()),
 }
 
 
@@ -170,7 +176,8 @@ def pick_winner(target: Target, images: torch.Tensor, costs: torch.Tensor, histo
         restart_costs=[float(c) for c in costs],
         loss_history=history,
         attack=attack,
-        extras={"labels_inferred": target.labels_inferred, "winner": best, **extras},
+        extras={"labels_inferred": target.labels_inferred, "label_method": target.label_method,
+                "winner": best, **extras},
     )
 
 
@@ -195,8 +202,10 @@ class Attack(ABC):
     name: ClassVar[str]
     summary: ClassVar[str]
     # Whether missing labels are inferred from the last layer before the search (DLG instead
-    # learns soft labels with the images).
+    # learns soft labels with the images), and by which method (the ``label_method``
+    # hyper-parameter of the attacks that infer them).
     infers_labels: ClassVar[bool] = True
+    label_method: str = AUTO
     settings: dict  # every constructor setting as it runs (set by ``create``)
 
     def reconstruct(
@@ -212,7 +221,8 @@ class Attack(ABC):
         """Recover the client's images from ``observation`` (never from the ground truth)."""
         device = torch.device(device)
         target = prepare_target(model, observation, image_shape=image_shape, device=device,
-                                infer_missing_labels=self.infers_labels)
+                                infer_missing_labels=self.infers_labels,
+                                label_method=self.label_method)
         return self.invert(target, image_shape=image_shape, seed=seed, device=device,
                            progress=progress)
 

@@ -20,6 +20,7 @@ from ..checks import check_choice
 from ..optim import optimise_restarts
 from ..types import Reconstruction
 from .base import Attack, Target, check_hyperparameters, pick_winner, register, restart_generator
+from .labels import AUTO
 from .objectives import total_variation
 
 # Start images from standard normal noise, per initialisation scheme.
@@ -37,8 +38,9 @@ class GI(Attack):
     def __init__(self, *, iterations: int = 4800, lr: float = 0.1, restarts: int = 4,
                  tv: float = 1e-4, bn_stats: float = 1e-2, cost: str = "cosine",
                  top_k: int | None = None, signed: bool = True, init: str = "grey",
-                 batched: bool = True, compile: str = "auto") -> None:
+                 batched: bool = True, compile: str = "auto", label_method: str = AUTO) -> None:
         check_hyperparameters(self.name, locals())
+        self.label_method = label_method
         check_choice("init", init, INITS, where=self.name)
         self.init = init
         self.iterations, self.lr, self.restarts, self.tv = iterations, lr, restarts, tv

@@ -16,6 +16,7 @@ from ..priors import Prior, load_prior
 from ..checks import GradinvError
 from ..types import Reconstruction
 from .base import Attack, Target, check_hyperparameters, pick_winner, register, restart_generator
+from .labels import AUTO
 from .objectives import total_variation
 
 
@@ -37,8 +38,10 @@ class GIz(Attack):
     def __init__(self, *, prior: Prior | str = "fashion-mnist", iterations: int = 2000,
                  lr: float = 3e-2, restarts: int = 4, tv: float = 1e-4, latent_norm: float = 0.0,
                  bn_stats: float = 1e-2, cost: str = "cosine", top_k: int | None = None,
-                 signed: bool = False, batched: bool = True, compile: str = "auto") -> None:
+                 signed: bool = False, batched: bool = True, compile: str = "auto",
+                 label_method: str = AUTO) -> None:
         check_hyperparameters(self.name, locals())
+        self.label_method = label_method
         self.prior = resolve_prior(prior, self.name)
         self.iterations, self.lr, self.restarts, self.tv = iterations, lr, restarts, tv
         self.bn_stats = bn_stats

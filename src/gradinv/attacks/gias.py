@@ -26,6 +26,7 @@ from ..priors import Prior
 from ..checks import GradinvError
 from ..types import Reconstruction
 from .base import Attack, Target, check_hyperparameters, pick_winner, register
+from .labels import AUTO
 from .gi_z import GIz, resolve_prior
 from .objectives import total_variation
 
@@ -40,8 +41,10 @@ class GIAS(Attack):
                  restarts: int = 4, tv: float = 1e-6, latent_tv: float = 1e-4,
                  latent_norm: float = 0.0, distance: float = 0.0, bn_stats: float = 1e-2,
                  cost: str = "cosine", top_k: int | None = None, signed: bool = False,
-                 latent_signed: bool = False, batched: bool = True, compile: str = "auto") -> None:
+                 latent_signed: bool = False, batched: bool = True, compile: str = "auto",
+                 label_method: str = AUTO) -> None:
         check_hyperparameters(self.name, locals())
+        self.label_method = label_method
         if latent_iterations is None:
             if iterations < 2:  # the user set no latent_iterations: do not blame it
                 raise GradinvError(f"gias: iterations must be at least 2, not {iterations}: "

@@ -220,6 +220,7 @@ def _summary(reconstruction: Reconstruction) -> dict:
     return {"matching_cost": reconstruction.matching_cost,
             "restart_costs": reconstruction.restart_costs,
             "labels": reconstruction.labels.tolist(),
-            "labels_inferred": bool(reconstruction.extras.get("labels_inferred", False))}
+            "labels_inferred": bool(reconstruction.extras.get("labels_inferred", False)),
+            "label_method": reconstruction.extras.get("label_method")}
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from .. import attacks, defenses
+from ..attacks import labels
 from ..audit.batch import AuditConfig, run_audit
 from ..audit.config import check_shape, config_from_dict, read_toml
 from ..audit.engine import AuditResult
@@ -165,6 +166,9 @@ def cmd_attack(args: argparse.Namespace) -> None:
 def cmd_list(args: argparse.Namespace) -> None:
     print("attacks:")
     for name, summary in attacks.available().items():
+        print(f"  {name:8s} {summary}")
+    print("label methods (--label-method; default auto):")
+    for name, summary in labels.available().items():
         print(f"  {name:8s} {summary}")
     print("defenses (--defense NAME:key=value,...):")
     for name, summary in defenses.available().items():

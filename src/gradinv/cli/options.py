@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 from .. import defenses
 from ..attacks.gi import INITS
+from ..attacks.labels import method_choices
 from ..audit.config import PriorSpec, parse_assignment
 from ..execution import COMPILE_CHOICES
 from ..checks import GradinvError
@@ -19,7 +20,7 @@ LOCAL_OPTIONS = {"local_lr": "lr", "local_batch_size": "local_batch_size",
                  "local_epochs": "epochs"}
 
 HYPERPARAMETERS = ("iterations", "restarts", "lr", "tv", "cost", "top_k", "latent_iterations",
-                   "init", "compile")
+                   "init", "compile", "label_method")
 
 
 def add_attack_settings_arguments(p: argparse.ArgumentParser, *, defenses: bool = True) -> None:
@@ -49,6 +50,10 @@ def add_attack_settings_arguments(p: argparse.ArgumentParser, *, defenses: bool 
                    "when the client leaks them (--bn-stats); default 0.01")
     p.add_argument("--init", choices=sorted(INITS),
                    help="GI: start images (grey: 0.5 + 0.25 N(0,1); noise: the official N(0,1))")
+    p.add_argument("--label-method", choices=method_choices(),
+                   help="how withheld labels are inferred from the classifier's update (see "
+                   "'gradinv list'); default auto: rlu (iLRG's equations, FedAvg's local steps "
+                   "modelled), or the counting rule where rlu lacks what it needs")
     p.add_argument("--compile", choices=COMPILE_CHOICES,
                    help="compile each attack's optimisation step with torch.compile: on, off, "
                    "graphs (compiled, and replayed as CUDA graphs on a GPU) or auto (default: "
