@@ -20,7 +20,7 @@ import tempfile
 import warnings
 from collections.abc import Mapping
 from pathlib import Path
-from typing import IO, Self
+from typing import IO
 
 import torch
 from torch import nn
@@ -143,7 +143,7 @@ class FolderLock:
     def release(self) -> None:
         self._file.close()  # closing the file ends the lock
 
-    def __enter__(self) -> Self:
+    def __enter__(self) -> FolderLock:
         return self
 
     def __exit__(self, *exc: object) -> None:

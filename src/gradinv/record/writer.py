@@ -11,7 +11,6 @@ import json
 import os
 from dataclasses import asdict
 from pathlib import Path
-from typing import Self
 
 import torch
 from safetensors.torch import save as save_safetensors
@@ -52,7 +51,7 @@ class RecordWriter:
         """Let another writer have the record."""
         self._lock.release()
 
-    def __enter__(self) -> Self:
+    def __enter__(self) -> RecordWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:
