@@ -10,6 +10,8 @@ MINIMUM = 25  # this table's size guard (test_main_bad_input.py checks every tab
 CASES = [
     # -- fl simulate ------------------------------------------------------------------------
     ("fl", ["--rounds", "0"], "rounds must be"),
+    ("fl", ["--device", "tpu"], "unknown device 'tpu'"),
+    ("fl", ["--device", "cuda:99"], "device 'cuda:99' requested"),
     ("fl", ["--rounds", "-1"], "rounds must be"),
     ("fl", ["--rounds", HUGE], "rounds must be"),
     ("fl", ["--clients", "0"], "num_clients must be"),

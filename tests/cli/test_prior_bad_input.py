@@ -11,6 +11,8 @@ MINIMUM = 26  # this table's size guard (test_main_bad_input.py checks every tab
 CASES = [
     # -- prior train ------------------------------------------------------------------------
     ("train", ["--epochs", "0"], "epochs must be"),
+    ("train", ["--device", "tpu"], "unknown device 'tpu'"),
+    ("train", ["--device", "cuda:99"], "device 'cuda:99' requested"),
     ("train", ["--epochs", HUGE], "epochs must be"),
     ("train", ["--batch-size", "0"], "batch_size must be"),
     ("train", ["--batch-size", "17"], "fewer images than one batch"),

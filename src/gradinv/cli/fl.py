@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..audit.config import resolve_device
 from ..data.partition import PARTITIONS
 from ..fl import federation
 from ..fl.federation import FederationConfig, simulate
@@ -21,7 +22,8 @@ def cmd_fl_simulate(args: argparse.Namespace) -> None:
         fedavg=fedavg_from_args(args), server_lr=args.server_lr,
         threat=threat_from_args(args), defenses=tuple(defenses_from_args(args)),
         test_images=args.test_images, store_private=args.store_private, seed=args.seed)
-    record = simulate(config, args.record, progress=not args.quiet)
+    record = simulate(config, args.record, progress=not args.quiet,
+                      device=resolve_device(args.device))
     print(f"record: {record.path} ({len(record.rounds())} rounds, "
           f"{len(record.entries())} observed updates)")
     print(f"attack one: gradinv attack --record {record.path} --round R --client C")
@@ -72,6 +74,9 @@ def add_fl_parser(sub) -> None:
                    "record's private/ folder (ground truth for scoring attacks)")
     p.add_argument("--seed", type=int, default=d.seed, help="seeds the model, the partition, "
                    f"the clients sampled and their batches (default {d.seed})")
+    p.add_argument("--device", default="cpu", help="where the clients compute: cpu, cuda, "
+                   "cuda:N or auto (default cpu, where the same settings give a bit-identical "
+                   "record on every machine)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     add_update_arguments(p, update=d.update)
     add_threat_arguments(p, mode=d.threat.model_mode)

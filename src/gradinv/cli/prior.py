@@ -18,7 +18,8 @@ def cmd_prior_train(args: argparse.Namespace) -> None:
         dataset=args.dataset, data_dir=args.data_dir, image_size=args.image_size,
         latent_dim=args.latent_dim, width=args.width, epochs=args.epochs,
         batch_size=args.batch_size, lr=args.lr, seed=args.seed, max_images=args.max_images)
-    path = train_prior(config, args.out, progress=not args.quiet)
+    path = train_prior(config, args.out, device=resolve_device(args.device),
+                       progress=not args.quiet)
     print(f"generator: {path}")
 
 
@@ -91,6 +92,8 @@ def add_prior_parser(sub) -> None:
     train.add_argument("--max-images", type=int, help="use only the first N training images")
     train.add_argument("--out", default="priors/fashion-mnist",
                        help="folder for checkpoints, samples and generator.pt (resumes here)")
+    train.add_argument("--device", default="cpu", help="where the networks train: cpu, cuda, "
+                       "cuda:N or auto (default cpu)")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
     train.set_defaults(run=cmd_prior_train)
     learn = prior.add_parser("learn", help="GIML: learn a prior from a federation record's "

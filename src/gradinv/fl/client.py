@@ -26,16 +26,19 @@ def compute_update(
     client_id: int = 0,
     defenses: DefensePipeline | Sequence[Defense] = (),
     seed: int = 0,
+    device: torch.device | None = None,
 ) -> ClientUpdate:
     """Run the client's local computation on its private batch (FedSGD gradient or FedAvg delta),
     starting from ``model``'s current state (what the server broadcast), then its ``defenses``
     in order (DP-SGD inside the local steps, the others on the result) before anything is sent.
-    ``seed``: the run's seed, which random defenses mix into their draws."""
+    ``seed``: the run's seed, which random defenses mix into their draws. ``device``: where the
+    client computes (default: where ``model`` is); the update comes back where the batch is."""
     if kind not in ("fedsgd", "fedavg"):
         raise GradinvError(f"update kind must be 'fedsgd' or 'fedavg', not {kind!r}")
     pipeline = defenses if isinstance(defenses, DefensePipeline) else DefensePipeline(defenses)
-    fmodel = FunctionalModel(model, mode)  # type: ignore[arg-type]
-    images, labels = batch.images, batch.labels
+    fmodel = FunctionalModel(model, mode, device)  # type: ignore[arg-type]
+    home = batch.images.device
+    images, labels = batch.images.to(device or home), batch.labels.to(device or home)
     client = ClientContext(fmodel, images, labels)
     cfg = None if kind == "fedsgd" else fedavg or FedAvgConfig()
     pipeline.check_releases(1 if cfg is None else cfg.epochs)  # each epoch uses an example once
@@ -48,12 +51,13 @@ def compute_update(
     tensors = pipeline.apply(tensors, client, round=round, client_id=client_id, run_seed=seed)
     return ClientUpdate(
         kind=kind,
-        tensors={k: v.detach() for k, v in tensors.items()},
-        labels=labels.clone(),
+        tensors={k: v.detach().to(home) for k, v in tensors.items()},
+        labels=batch.labels.clone(),
         num_images=len(labels),
         fedavg=cfg,
         broadcast={k: v.detach().clone() for k, v in model.state_dict().items()},
-        bn_stats=_batch_norm_statistics(fmodel.module, images),
+        bn_stats={name: (mean.to(home), var.to(home)) for name, (mean, var)
+                  in _batch_norm_statistics(fmodel.module, images).items()},
         round=round,
         client_id=client_id,
         defenses=pipeline.specs,

@@ -23,6 +23,7 @@ from ..data import check_has_splits, load_dataset, to_model_input
 from ..data.partition import PARTITIONS, partition
 from ..defenses.base import ClientContext
 from ..defenses.pipeline import DefensePipeline, over_federation
+from ..execution import fp32_precision
 from ..files import check_writable
 from ..models import DEFAULT_WIDTH, build_model
 from ..progress import Progress
@@ -141,9 +142,13 @@ class FederationConfig(VictimConfig):
 
 
 class Federation:
-    """The clients' data, the test subset and the global model of one federation."""
+    """The clients' data, the test subset and the global model of one federation. The
+    server's model stays on the CPU; the clients compute, and the test accuracy is computed,
+    on ``device``."""
 
-    def __init__(self, config: FederationConfig) -> None:
+    def __init__(self, config: FederationConfig, device: torch.device = torch.device("cpu")
+                 ) -> None:
+        self.device = device
         train = load_dataset(config.dataset, data_dir=config.data_dir, split="train")
         test = load_dataset(config.dataset, data_dir=config.data_dir, split="test")
         # The config records the test images actually used.
@@ -216,13 +221,13 @@ class Federation:
             batch = self.client_batch(int(client), rng)
             update = compute_update(self.model, batch, kind=c.update, fedavg=c.fedavg,
                                     mode=c.threat.model_mode, round=round, client_id=int(client),
-                                    defenses=self.defenses, seed=c.seed)
+                                    defenses=self.defenses, seed=c.seed, device=self.device)
             if on_update is not None:
                 on_update(observe(update, c.threat), batch)
             updates.append(update)
         state = aggregate(self.model.state_dict(), updates, server_lr=c.server_lr)
         self.model.load_state_dict(state)
-        return accuracy(self.model, self.test, mode=c.threat.model_mode)
+        return accuracy(self.model, self.test, mode=c.threat.model_mode, device=self.device)
 
     def run(self, *, start_round: int = 0, state: dict[str, torch.Tensor] | None = None,
             on_update: UpdateHook | None = None, on_round: RoundHook | None = None,
@@ -234,7 +239,8 @@ class Federation:
         bar = Progress("federation", self.config.rounds, enabled=progress, metric="accuracy")
         history = {}
         for r in range(start_round, self.config.rounds):
-            history[r] = self.run_round(r, on_update)
+            with fp32_precision():
+                history[r] = self.run_round(r, on_update)
             if on_round is not None:
                 on_round(r, self.model.state_dict(), history[r])
             log(f"round {r}: test accuracy {history[r]:.4f}")
@@ -293,24 +299,28 @@ def aggregate(state: dict[str, torch.Tensor], updates: list[ClientUpdate], *,
     return new
 
 
-def accuracy(model: nn.Module, test: PrivateBatch, *, mode: str, chunk: int = 500) -> float:
+def accuracy(model: nn.Module, test: PrivateBatch, *, mode: str, chunk: int = 500,
+             device: torch.device | None = None) -> float:
     """Top-1 accuracy on ``test`` in the clients' mode (train mode normalises each chunk with
-    its own batch statistics, since the running statistics are never updated)."""
-    net = FunctionalModel(model, mode).module  # type: ignore[arg-type]
+    its own batch statistics, since the running statistics are never updated), computed on
+    ``device`` (default: where ``model`` is)."""
+    net = FunctionalModel(model, mode, device).module  # type: ignore[arg-type]
     with torch.no_grad():
-        correct = sum(int((net(x).argmax(1) == y).sum())
+        correct = sum(int((net(x.to(device or x.device)).argmax(1).cpu() == y).sum())
                       for x, y in zip(test.images.split(chunk), test.labels.split(chunk)))
     return correct / len(test.labels)
 
 
 def simulate(config: FederationConfig, record_dir: str | Path, *, progress: bool = True,
-             log: Callable[[str], None] = print, on_update: UpdateHook | None = None) -> Record:
+             log: Callable[[str], None] = print, on_update: UpdateHook | None = None,
+             device: torch.device = torch.device("cpu")) -> Record:
     """Run the federation and record every observed update in ``record_dir``; a record of the
-    same config there is resumed after its last complete round."""
+    same config there is resumed after its last complete round. The clients compute on
+    ``device`` (``Federation``)."""
     if not isinstance(config, FederationConfig):
         raise GradinvError(f"config must be a FederationConfig, not {type(config).__name__}")
     check_writable(record_dir, name="record_dir")
-    federation = Federation(config)
+    federation = Federation(config, device)
     meta = federation.record_meta()
     writer = RecordWriter(record_dir, meta)
     for line in meta.privacy_lines():

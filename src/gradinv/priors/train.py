@@ -15,6 +15,7 @@ from torch.nn import functional as F
 
 from ..checks import MAX_RATE, MAX_SIZE, GradinvError, check_choice, check_float, check_int
 from ..data import DATASETS, check_has_splits, load_dataset, to_model_input
+from ..execution import FP32_PRECISION, fp32_precision
 from ..files import FolderLock, check_writable, load_torch_file, load_weights, save_torch_file
 from ..progress import Progress
 from ..report import image_grid, write_png
@@ -52,24 +53,27 @@ class PriorTrainingConfig:
         check_int("seed", self.seed, low=0, high=2**63 - 1)
 
 
-def train_prior(config: PriorTrainingConfig, out: str | Path, *, progress: bool = True,
+def train_prior(config: PriorTrainingConfig, out: str | Path, *,
+                device: torch.device = torch.device("cpu"), progress: bool = True,
                 log=print) -> Path:
     """Train (or resume) in ``out``; writes checkpoint.pt, samples-epochN.png, generator.pt.
-    ``out`` is locked while written: a second training there is refused."""
+    ``out`` is locked while written: a second training there is refused. The networks train
+    on ``device``; every random draw comes from the CPU's generator, so a checkpoint resumes
+    on any device."""
     if config.split != "train":
         raise GradinvError("a prior must be trained on the train split only, so that attacks "
                            "on held-out test images stay honest")
     check_writable(out)
     images = _training_images(config)
-    with FolderLock(out, "the prior-training folder"):
+    with FolderLock(out, "the prior-training folder"), fp32_precision():
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         channels = images.shape[1]
         torch.manual_seed(config.seed)
         gen = DCGANGenerator(latent_dim=config.latent_dim, width=config.width,
-                             channels=channels, image_size=config.image_size)
+                             channels=channels, image_size=config.image_size).to(device)
         disc = DCGANDiscriminator(width=config.width, channels=channels,
-                                  image_size=config.image_size)
+                                  image_size=config.image_size).to(device)
         opt_g = torch.optim.Adam(gen.parameters(), lr=config.lr, betas=(0.5, 0.999))
         opt_d = torch.optim.Adam(disc.parameters(), lr=config.lr, betas=(0.5, 0.999))
         fixed_z = torch.randn(64, config.latent_dim, generator=torch.Generator().manual_seed(config.seed))
@@ -78,8 +82,9 @@ def train_prior(config: PriorTrainingConfig, out: str | Path, *, progress: bool 
         if checkpoint.exists():
             start_epoch = _resume(checkpoint, config, gen, disc, opt_g, opt_d)
             log(f"resuming from {checkpoint} after epoch {start_epoch}")
-        (out / "settings.json").write_text(json.dumps({"training": asdict(config),
-                                                       "generator": gen.settings()}, indent=2))
+        (out / "settings.json").write_text(json.dumps(
+            {"training": asdict(config), "generator": gen.settings(), "device": str(device),
+             "fp32_precision": FP32_PRECISION}, indent=2))
         steps = len(images) // config.batch_size
         for epoch in range(start_epoch, config.epochs):
             gen.train()
@@ -88,20 +93,21 @@ def train_prior(config: PriorTrainingConfig, out: str | Path, *, progress: bool 
             order = torch.randperm(len(images))
             started = time.monotonic()
             for step in range(steps):
-                real = images[order[step * config.batch_size:(step + 1) * config.batch_size]]
+                real = images[order[step * config.batch_size:(step + 1) * config.batch_size]
+                              ].to(device)
                 d_loss, g_loss = _gan_step(gen, disc, opt_g, opt_d, real, config.latent_dim)
                 bar.update(step + 1, g_loss)
             gen.eval()
             with torch.no_grad():
-                samples = (gen(fixed_z) + 1) / 2
+                samples = (gen(fixed_z.to(device)).cpu() + 1) / 2
             write_png(out / f"samples-epoch{epoch + 1}.png", image_grid(list(samples.split(8)), scale=2))
             save_torch_file({"config": asdict(config), "epoch": epoch + 1, "generator": gen.state_dict(),
                              "discriminator": disc.state_dict(), "opt_g": opt_g.state_dict(),
                              "opt_d": opt_d.state_dict(), "rng": torch.get_rng_state()}, checkpoint)
-            log(f"epoch {epoch + 1}: d_loss {d_loss:.3f} g_loss {g_loss:.3f} "
+            log(f"epoch {epoch + 1}: d_loss {float(d_loss):.3f} g_loss {float(g_loss):.3f} "
                 f"({time.monotonic() - started:.0f} s), checkpoint saved")
         final = out / "generator.pt"
-        save_generator(gen, final, extra={"training": asdict(config)})
+        save_generator(gen.cpu(), final, extra={"training": asdict(config)})
     return final
 
 
@@ -151,9 +157,10 @@ def _without_epochs(settings: dict) -> dict:
     return {k: v for k, v in settings.items() if k != "epochs"}
 
 
-def _gan_step(gen, disc, opt_g, opt_d, real, latent_dim) -> tuple[float, float]:
-    """One discriminator and one generator update with the non-saturating loss."""
-    z = torch.randn(len(real), latent_dim)
+def _gan_step(gen, disc, opt_g, opt_d, real, latent_dim) -> tuple[torch.Tensor, torch.Tensor]:
+    """One discriminator and one generator update with the non-saturating loss; the losses
+    stay on the device (read when the progress bar draws)."""
+    z = torch.randn(len(real), latent_dim).to(real.device)
     fake = gen(z)
     d_real, d_fake = disc(real), disc(fake.detach())
     d_loss = (F.binary_cross_entropy_with_logits(d_real, torch.ones_like(d_real))
@@ -166,4 +173,4 @@ def _gan_step(gen, disc, opt_g, opt_d, real, latent_dim) -> tuple[float, float]:
     opt_g.zero_grad()
     g_loss.backward()
     opt_g.step()
-    return d_loss.item(), g_loss.detach().item()
+    return d_loss.detach(), g_loss.detach()
