@@ -27,11 +27,13 @@ def zero_linear(bias: bool = True) -> nn.Module:
     return model
 
 
-def ones_batch(label_list: list[int]) -> PrivateBatch:
-    """Identical images: every image has the same features, so no method's assumption about
-    the features can fail."""
-    n = len(label_list)
-    return PrivateBatch(torch.ones(n, *SHAPE), torch.tensor(label_list))
+def pattern_batch(label_list: list[int]) -> PrivateBatch:
+    """Grey images with one bright pixel per class: non-negative features, and each class
+    has one of its own, as every method assumes."""
+    labels = torch.tensor(label_list)
+    images = torch.full((len(labels), 16), 0.5)
+    images[torch.arange(len(labels)), labels] = 1.0
+    return PrivateBatch(images.view(-1, *SHAPE), labels)
 
 
 def observed(model, batch, *, fedavg=None, threat=BLIND):
@@ -44,7 +46,7 @@ COUNTING = ("ilrg", "llg", "rlu")  # the methods that count repeated labels
 
 
 def test_the_closed_form_holds():
-    batch = ones_batch(REPEATS)
+    batch = pattern_batch(REPEATS)
     obs = observed(zero_linear(), batch)
     counts = len(REPEATS) * (1 / K - obs.tensors["1.bias"])
     torch.testing.assert_close(counts, torch.bincount(batch.labels, minlength=K).float())
@@ -52,16 +54,29 @@ def test_the_closed_form_holds():
 
 @pytest.mark.parametrize("method", COUNTING)
 def test_counting_methods_recover_repeated_labels_exactly(method):
-    batch = ones_batch(REPEATS)
+    batch = pattern_batch(REPEATS)
     inferred = infer_labels(zero_linear(), observed(zero_linear(), batch), len(REPEATS),
                             image_shape=SHAPE, method=method)
     assert inferred.labels.tolist() == sorted(REPEATS) and inferred.method == method
 
 
+def test_rlu_follows_the_local_steps():
+    """Ten local steps move the predictions: read at the broadcast weights (LLG+, iLRG) the
+    delta gives wrong counts; averaged along the local trajectory (RLU) it gives the right
+    ones."""
+    obs = observed(zero_linear(), pattern_batch(REPEATS),
+                   fedavg=FedAvgConfig(lr=0.1, local_batch_size=4, epochs=5))
+    def infer(method):
+        return infer_labels(zero_linear(), obs, len(REPEATS), image_shape=SHAPE,
+                            method=method).labels.tolist()
+    assert infer("rlu") == sorted(REPEATS)
+    assert infer("llg") != sorted(REPEATS) and infer("ilrg") != sorted(REPEATS)
+
+
 @pytest.mark.parametrize("method", sorted(labels.available()))
 def test_every_method_recovers_distinct_labels(method):
     distinct = [8, 1, 4, 6]
-    batch = ones_batch(distinct)
+    batch = pattern_batch(distinct)
     inferred = infer_labels(zero_linear(), observed(zero_linear(), batch), 4,
                             image_shape=SHAPE, method=method)
     assert inferred.labels.tolist() == sorted(distinct)
@@ -99,7 +114,7 @@ def test_label_method_contract(method, cases):
 
 
 def test_auto_picks_rlu_and_falls_back_to_the_counting_rule():
-    batch = ones_batch(REPEATS)
+    batch = pattern_batch(REPEATS)
     n = len(REPEATS)
     fedavg = FedAvgConfig(lr=0.1, local_batch_size=4, epochs=2)
     assert infer_labels(zero_linear(), observed(zero_linear(), batch), n,
@@ -115,7 +130,7 @@ def test_auto_picks_rlu_and_falls_back_to_the_counting_rule():
 @pytest.mark.parametrize("method", ["ilrg", "rlu", "llg"])
 def test_withheld_local_recipe_is_one_clear_line(method):
     withheld = ThreatModel(labels_known=False, local_hparams_known=False)
-    obs = observed(zero_linear(), ones_batch(REPEATS), threat=withheld,
+    obs = observed(zero_linear(), pattern_batch(REPEATS), threat=withheld,
                    fedavg=FedAvgConfig(lr=0.1, local_batch_size=4, epochs=2))
     with pytest.raises(GradinvError, match=f"label method '{method}' needs the client's local "
                        "learning rate") as err:
@@ -126,7 +141,7 @@ def test_withheld_local_recipe_is_one_clear_line(method):
 @pytest.mark.parametrize("method", ["ilrg", "rlu"])
 def test_an_update_without_a_classifier_bias_is_one_clear_line(method):
     model = zero_linear(bias=False)
-    obs = observed(model, ones_batch(REPEATS))
+    obs = observed(model, pattern_batch(REPEATS))
     with pytest.raises(GradinvError, match=r"needs the update of the classifier's bias \(1.bias\)"
                        ) as err:
         infer_labels(model, obs, len(REPEATS), image_shape=SHAPE, method=method)
@@ -135,7 +150,7 @@ def test_an_update_without_a_classifier_bias_is_one_clear_line(method):
 
 @pytest.mark.parametrize("method", sorted(labels.available()))
 def test_a_batch_size_the_update_cannot_explain_is_one_clear_line(method):
-    obs = observed(zero_linear(), ones_batch([0, 1, 2, 3, 4]))  # five classes present
+    obs = observed(zero_linear(), pattern_batch([0, 1, 2, 3, 4]))  # five classes present
     with pytest.raises(GradinvError, match="cannot come from 3 images: its classifier bias "
                        "shows 5 classes") as err:
         infer_labels(zero_linear(), obs, 3, image_shape=SHAPE, method=method)
@@ -146,18 +161,18 @@ def test_a_batch_size_the_update_cannot_explain_is_one_clear_line(method):
 
 def test_a_known_noise_defense_lifts_the_sign_proof():
     threat = ThreatModel(labels_known=False, defense_known=True)
-    update = compute_update(zero_linear(), ones_batch([0, 1, 2, 3, 4]), defenses=[])
+    update = compute_update(zero_linear(), pattern_batch([0, 1, 2, 3, 4]), defenses=[])
     obs = observe(update, threat)
     with pytest.raises(GradinvError, match="cannot come from 3 images"):
         infer_labels(zero_linear(), obs, 3, image_shape=SHAPE, method="count")
     from gradinv.defenses import create
-    noisy = observe(compute_update(zero_linear(), ones_batch([0, 1, 2, 3, 4]),
+    noisy = observe(compute_update(zero_linear(), pattern_batch([0, 1, 2, 3, 4]),
                                    defenses=[create("noise", sigma=1e-3)]), threat)
     assert len(infer_labels(zero_linear(), noisy, 3, image_shape=SHAPE, method="count").labels) == 3
 
 
 def test_unknown_method_names_the_choices():
-    obs = observed(zero_linear(), ones_batch([1, 2]))
+    obs = observed(zero_linear(), pattern_batch([1, 2]))
     with pytest.raises(GradinvError, match="unknown label method 'nope'; choose one of count"):
         infer_labels(zero_linear(), obs, 2, image_shape=SHAPE, method="nope")
 

@@ -52,8 +52,8 @@ def add_attack_settings_arguments(p: argparse.ArgumentParser, *, defenses: bool 
                    help="GI: start images (grey: 0.5 + 0.25 N(0,1); noise: the official N(0,1))")
     p.add_argument("--label-method", choices=method_choices(),
                    help="how withheld labels are inferred from the classifier's update (see "
-                   "'gradinv list'); default auto: rlu (iLRG's equations, FedAvg's local steps "
-                   "modelled), or the counting rule where rlu lacks what it needs")
+                   "'gradinv list'); default auto: rlu, or the counting rule where rlu lacks "
+                   "what it needs (a classifier bias; FedAvg's declared local recipe)")
     p.add_argument("--compile", choices=COMPILE_CHOICES,
                    help="compile each attack's optimisation step with torch.compile: on, off, "
                    "graphs (compiled, and replayed as CUDA graphs on a GPU) or auto (default: "

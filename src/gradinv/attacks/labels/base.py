@@ -137,9 +137,12 @@ def mean_gradient(problem: LabelProblem, update: torch.Tensor) -> torch.Tensor:
 
 def integer_counts(estimate: torch.Tensor, total: int) -> torch.Tensor:
     """The non-negative integer counts summing to ``total`` closest to a real ``estimate``:
-    round, then add (remove) one image at a time where the estimate exceeds (falls short of)
-    the count most."""
+    negative entries count as zero (scaled up to ``total`` when the rest falls short, so no
+    image goes to a class estimated absent), round, then add (remove) one image at a time
+    where the estimate exceeds (falls short of) the count most."""
     target = estimate.double().clamp(min=0)
+    if 0 < target.sum() < total:
+        target = target * (total / target.sum())
     counts = target.round().long()
     while int(counts.sum()) < total:
         counts[int((target - counts).argmax())] += 1
@@ -161,6 +164,19 @@ def present_classes(problem: LabelProblem) -> int:
     if problem.classifier.bias_update is None:
         return 0
     return int((sign_scores(problem) < 0).sum())
+
+
+def proven_present(problem: LabelProblem) -> torch.Tensor:
+    """(K,) bool: the classes the update shows in the batch. Besides a negative bias
+    gradient (``present_classes``), a negative entry anywhere in a class's weight-row
+    gradient: for a class without images the row is a mean of p * h, never negative when the
+    features h are (ReLU, sigmoid: every gradinv model), whereas an image of the class
+    subtracts its own features (Yin et al.'s observation, used as a test). A class with few
+    images whose features the others' outweigh everywhere can be missed."""
+    layer = problem.classifier
+    sign = 1 if problem.observation.kind == "fedsgd" else -1
+    shown = (sign * layer.weight_update).amin(1) < 0
+    return shown if layer.bias_update is None else shown | (sign * layer.bias_update < 0)
 
 
 def check_num_images(problem: LabelProblem) -> None:

@@ -42,12 +42,14 @@ class GradientMagnitude(LabelMethod):
         return integer_counts(estimate, problem.num_images)
 
 
-def dummy_outputs(problem: LabelProblem) -> tuple[torch.Tensor, torch.Tensor]:
+def dummy_outputs(problem: LabelProblem, state: dict[str, torch.Tensor] | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """The classifier's input features and softmax outputs on uniform-noise images (a fixed
-    draw, so the estimate is reproducible), in the round's weights and the model's mode."""
+    draw, so the estimate is reproducible), in the model's mode and the round's weights (or
+    ``state``)."""
     observation = problem.observation
     model = FunctionalModel(problem.model, observation.threat.model_mode,
-                            state=observation.broadcast)
+                            state=observation.broadcast if state is None else state)
     classifier = dict(model.module.named_modules())[problem.classifier.name]
     seen: list[torch.Tensor] = []
     hook = classifier.register_forward_hook(lambda _m, inputs, _out: seen.append(inputs[0]))
