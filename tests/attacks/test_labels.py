@@ -1,5 +1,7 @@
 """Label inference: exact multisets where the counts follow in closed form, the contract every
 registered method honours, and one clear line for what no method can read."""
+import json
+
 import pytest
 import torch
 from torch import nn
@@ -182,3 +184,28 @@ def test_label_leak_scores():
     guess = torch.tensor([0, 1, 1, 2])
     assert label_accuracy(guess, true, 5) == 0.5  # one 0 and one 1 recovered
     assert label_existence_accuracy(guess, true, 5) == 0.6  # 0, 1, 4 right; 2, 3 wrong
+
+
+def test_the_label_leak_is_written_to_the_run(tmp_path, capsys):
+    from gradinv.cli import main
+    code = main(["attack", "--attack", "gi,dlg", "--model", "lenet", "--image-size", "16",
+                 "--batch-size", "12", "--allow-repeated-labels", "--unknown-labels",
+                 "--label-method", "ilrg", "--set", "dlg.iterations=1", "--iterations", "2",
+                 "--restarts", "1", "--quiet", "--out", str(tmp_path)])
+    assert code == 0, capsys.readouterr().err
+    (folder,) = tmp_path.iterdir()
+    config = json.loads((folder / "config.json").read_text())
+    assert config["attacks"]["gi"]["label_method"] == "ilrg"
+    assert "label_method" not in config["attacks"]["dlg"]  # DLG learns its labels
+    metrics = json.loads((folder / "metrics.json").read_text())
+    gi, dlg = metrics["gi"], metrics["dlg"]
+    assert gi["label_method"] == "ilrg" and gi["labels_inferred"]
+    assert sum(gi["true_label_counts"]) == sum(gi["label_counts"]) == 12
+    assert gi["label_counts"] == torch.bincount(torch.tensor(gi["labels"]), minlength=K).tolist()
+    truth = torch.tensor([c for c, k in enumerate(gi["true_label_counts"]) for _ in range(k)])
+    assert gi["label_accuracy"] == label_accuracy(torch.tensor(gi["labels"]), truth, K)
+    assert gi["label_existence_accuracy"] == label_existence_accuracy(
+        torch.tensor(gi["labels"]), truth, K)
+    assert dlg["labels_inferred"] and dlg["label_method"] is None
+    page = (folder / "report.html").read_text()
+    assert "Label leak" in page and "inferred (ilrg)" in page and "learned with the images" in page

@@ -220,7 +220,9 @@ def _summary(reconstruction: Reconstruction) -> dict:
     return {"matching_cost": reconstruction.matching_cost,
             "restart_costs": reconstruction.restart_costs,
             "labels": reconstruction.labels.tolist(),
-            "labels_inferred": bool(reconstruction.extras.get("labels_inferred", False)),
+            # not given by the threat model: inferred before the search, or learned in it (DLG)
+            "labels_inferred": bool(reconstruction.extras.get("labels_inferred")
+                                    or reconstruction.extras.get("soft_labels_learned")),
             "label_method": reconstruction.extras.get("label_method")}
 
 

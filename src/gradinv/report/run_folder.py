@@ -105,6 +105,34 @@ def _leakage_rows(metrics: dict) -> list[dict]:
         for label, m in metrics.items()]
 
 
+def _label_leak(metrics: dict) -> list[str]:
+    """Which classes the batch holds and how many images of each, against what each attack
+    used (inferred from the update, or given): the label leak on its own, as a section (none
+    without a ground truth)."""
+    scored = {label: m for label, m in metrics.items() if m.get("true_label_counts")}
+    if not scored:
+        return []
+    true = next(iter(scored.values()))["true_label_counts"]
+    shown = [c for c in range(len(true))
+             if true[c] or any(m["label_counts"][c] for m in scored.values())]
+    rows = [{"class": c, "true": true[c], **{label: m["label_counts"][c]
+                                              for label, m in scored.items()}} for c in shown]
+    how = "; ".join(f"{esc(label)}: {esc(_label_source(m))}" for label, m in scored.items())
+    return [section("Label leak", paragraph(
+        "Images per class in the batch and in each attack's labels (classes in neither are "
+        "left out). Existence accuracy: the share of the classes whose presence is called "
+        "right; number accuracy: the share of the batch's labels recovered, as a multiset "
+        f"(iLRG's metrics). Labels: {how}."),
+        table(rows, ["class", "true", *scored], headings=["class", "true", *scored]))]
+
+
+def _label_source(metrics: dict) -> str:
+    if not metrics.get("labels_inferred"):
+        return "given by the threat model"
+    method = metrics.get("label_method")
+    return f"inferred ({method})" if method else "learned with the images"
+
+
 def _html(title: str, config: dict, rows: list[Row], curves: dict[str, list[float]],
           metrics: dict) -> str:
     ranges = "".join(
@@ -117,10 +145,13 @@ def _html(title: str, config: dict, rows: list[Row], curves: dict[str, list[floa
                 '<img src="grid.png" alt="image grid">'),
         section("Leakage", table(_leakage_rows(metrics),
                                  ["row", "mean_psnr", "mean_ssim", "best_psnr",
-                                  "label_accuracy", "matching_cost", "labels"],
+                                  "label_accuracy", "label_existence_accuracy", "matching_cost",
+                                  "labels"],
                                  headings=["", "mean PSNR (dB)", "mean SSIM", "best PSNR (dB)",
-                                           "label acc.", "matching cost", "labels"]),
+                                           "label number acc.", "label existence acc.",
+                                           "matching cost", "labels"]),
                 paragraph(esc(SCORED_CHANNELS))),
+        *_label_leak(metrics),
         section("Matching cost per iteration (log scale, best restart)",
                 f'<img src="loss.png" alt="loss curve"><ul>{ranges}</ul>'),
         section("Configuration", f"<pre>{esc(json.dumps(config, indent=2, default=str))}</pre>"),
