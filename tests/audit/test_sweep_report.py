@@ -148,3 +148,23 @@ def test_report_reads_results_written_before_utility_units(tmp_path):
     (tmp_path / "results.jsonl").write_text(json.dumps(line) + "\n")
     text = write_sweep_report(tmp_path).read_text()
     assert "no <code>[utility]</code> table" in text and "No reconstruction grid" in text
+
+
+def test_report_has_a_column_per_label_leak_score(tmp_path):
+    """Mean over seeds of the label number and existence accuracy; None (shown '-') in lines
+    written before the existence accuracy was scored."""
+    def line(seed, number, existence=None):
+        metrics = {"mean_psnr": 12.0, "mean_ssim": 0.1, "label_accuracy": number,
+                   **({} if existence is None else {"label_existence_accuracy": existence})}
+        return {"id": f"gi__none__B4__seed{seed}", "status": "ok", "folder": "gone",
+                "point": {"attack": "gi", "defense": "none", "setting": None, "strength": None,
+                          "batch_size": 4, "seed": seed}, "metrics": {"gi": metrics}}
+    (tmp_path / "results.jsonl").write_text("".join(
+        json.dumps(x) + "\n" for x in (line(0, 0.5, 0.8), line(1, 1.0, 1.0))))
+    page = write_sweep_report(tmp_path)
+    (row,) = json.loads((page.parent / "summary.json").read_text())
+    assert row["label_accuracy"] == 0.75 and row["label_existence_accuracy"] == 0.9
+    assert "<th>label_existence_accuracy</th>" in page.read_text()
+    (tmp_path / "results.jsonl").write_text(json.dumps(line(0, 0.5)) + "\n")
+    (row,) = json.loads((write_sweep_report(tmp_path).parent / "summary.json").read_text())
+    assert row["label_accuracy"] == 0.5 and row["label_existence_accuracy"] is None

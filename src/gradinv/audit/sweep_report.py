@@ -26,6 +26,8 @@ from ..report.privacy_utility import rounds_label, utility_by_level, write_priva
 from .sweep import RESULTS, read_results
 
 METRICS = {"mean_psnr": "mean PSNR (dB)", "mean_ssim": "mean SSIM"}
+# The label leak, a column each (mean over seeds): how many of each class, which classes.
+LABEL_METRICS = ("label_accuracy", "label_existence_accuracy")
 
 
 def load_results(sweep_dir: str | Path) -> list[dict]:
@@ -53,6 +55,9 @@ def summarise(lines: list[dict], utility: dict[tuple, dict] | None = None) -> li
             values = [s[metric] for s in scores if s.get(metric) is not None]
             row[metric] = fmean(values) if values else None
             row[f"{metric}_std"] = pstdev(values) if len(values) > 1 else 0.0
+        for metric in LABEL_METRICS:  # None in lines written before label existence was scored
+            values = [s[metric] for s in scores if s.get(metric) is not None]
+            row[metric] = fmean(values) if values else None
         row["utility_accuracy"] = (utility or {}).get(level_of(row), {}).get("accuracy")
         rows.append(row)
     return rows
@@ -149,7 +154,7 @@ def _utility_section(utility: dict[tuple, dict], plots: list[str]) -> str:
 def _html(name: str, rows: list[dict], plots: list[str], utility: str,
           grids: list[str]) -> str:
     columns = ["attack", "batch_size", "defense", "setting", "strength", "seeds", "mean_psnr",
-               "mean_psnr_std", "mean_ssim", "mean_ssim_std", "utility_accuracy"]
+               "mean_psnr_std", "mean_ssim", "mean_ssim_std", *LABEL_METRICS, "utility_accuracy"]
     grid = (images(grids) if grids else paragraph(
         "No reconstruction grid: the run folders keep no images (runs from before gradinv kept "
         "images.safetensors)."))
@@ -161,5 +166,8 @@ def _html(name: str, rows: list[dict], plots: list[str], utility: str,
         section("Example reconstructions",
                 paragraph("Rows: defense levels (undefended first); columns: the ground truth, "
                           "then each attack; the run of the smallest seed."), grid),
-        section("Table", table(rows, columns)),
+        section("Table", paragraph("label_accuracy: the share of each batch's labels the "
+                                   "attack used right, as a multiset (how many of each class); "
+                                   "label_existence_accuracy: the share of the classes whose "
+                                   "presence it called right."), table(rows, columns)),
     ])
