@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from typing import Generic, TypeVar
 
 import torch
+from torch.utils._pytree import tree_map_only
 
 from .checks import check_choice, one_line
 
@@ -94,8 +95,13 @@ class Runner(Generic[T]):
                                     mode="reduce-overhead" if execution.graphs else None)
 
     def __call__(self, *args: object) -> T:
-        if self.execution.graphs:
-            torch.compiler.cudagraph_mark_step_begin()
+        if not self.execution.graphs:
+            return self._call(*args)
+        # A replay overwrites the previous one's outputs: the caller gets copies.
+        torch.compiler.cudagraph_mark_step_begin()
+        return tree_map_only(torch.Tensor, torch.clone, self._call(*args))
+
+    def _call(self, *args: object) -> T:
         if not self.untried:
             return self.fn(*args)
         self.untried = False
@@ -105,7 +111,7 @@ class Runner(Generic[T]):
             self.execution = Execution("eager", f"compiling failed ({one_line(err)})")
             self.fn = self.eager
             warnings.warn(f"gradinv: compiling the {self.label} step failed, running it eagerly "
-                          f"({one_line(err)})", RuntimeWarning, stacklevel=2)
+                          f"({one_line(err)})", RuntimeWarning, stacklevel=3)
             return self.fn(*args)
 
     def keep_in_place(self, tensors: Iterable[torch.Tensor]) -> None:
