@@ -121,15 +121,19 @@ LOCK_FILE = ".gradinv.lock"
 class FolderLock:
     """An exclusive lock on ``folder`` (created if needed) while one process writes it: a
     second writer, in this process or another, gets one clear error instead of mixing its
-    files in. The lock is the kernel's (``flock`` on ``LOCK_FILE``, which stays behind), so
-    it ends with its process however that ends; ``release`` ends it sooner."""
+    files in. The lock is the kernel's (``flock`` on ``LOCK_FILE``), so it ends with its
+    process however that ends; ``release`` ends it sooner and removes the file, so that a
+    command that fails leaves nothing behind."""
 
     def __init__(self, folder: str | Path, what: str) -> None:
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
-        self._file = open(folder / LOCK_FILE, "a+")  # noqa: SIM115 - held until release
+        self._path = folder / LOCK_FILE
+        self._file = open(self._path, "a+")  # noqa: SIM115 - held until release
         try:
             fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if not self._holds_the_named_file():  # released and removed while we opened it
+                raise BlockingIOError
         except BlockingIOError:
             self._file.seek(0)
             holder = self._file.read().strip() or "another process"
@@ -140,7 +144,18 @@ class FolderLock:
         self._file.write(f"process {os.getpid()} on {socket.gethostname()}")
         self._file.flush()
 
+    def _holds_the_named_file(self) -> bool:
+        """Whether the locked file is still the one named ``LOCK_FILE`` (a writer releasing
+        its lock removes the name first)."""
+        try:
+            return os.stat(self._path).st_ino == os.fstat(self._file.fileno()).st_ino
+        except FileNotFoundError:
+            return False
+
     def release(self) -> None:
+        if self._file.closed:
+            return
+        self._path.unlink(missing_ok=True)  # while still locked: no one else holds this name
         self._file.close()  # closing the file ends the lock
 
     def __enter__(self) -> FolderLock:

@@ -322,20 +322,21 @@ def simulate(config: FederationConfig, record_dir: str | Path, *, progress: bool
     check_writable(record_dir, name="record_dir")
     federation = Federation(config, device)
     meta = federation.record_meta()
-    writer = RecordWriter(record_dir, meta)
-    for line in meta.privacy_lines():
-        log(f"privacy: {line}")
-    if federation.short_shards():
-        log(f"note: clients {', '.join(map(str, federation.short_shards()))} hold fewer than "
-            f"{config.batch_size} images and use all of theirs each round")
-    if writer.next_round:
-        log(f"resuming {record_dir} after round {writer.next_round - 1}")
+    with RecordWriter(record_dir, meta) as writer:  # the record's lock ends with the run
+        for line in meta.privacy_lines():
+            log(f"privacy: {line}")
+        if federation.short_shards():
+            log(f"note: clients {', '.join(map(str, federation.short_shards()))} hold fewer "
+                f"than {config.batch_size} images and use all of theirs each round")
+        if writer.next_round:
+            log(f"resuming {record_dir} after round {writer.next_round - 1}")
 
-    def record(observation: Observation, batch: PrivateBatch) -> None:
-        writer.add_update(observation, batch)
-        if on_update is not None:
-            on_update(observation, batch)
+        def record(observation: Observation, batch: PrivateBatch) -> None:
+            writer.add_update(observation, batch)
+            if on_update is not None:
+                on_update(observation, batch)
 
-    federation.run(start_round=writer.next_round, state=writer.resume_state, on_update=record,
-                   on_round=writer.complete_round, progress=progress, log=log)
+        federation.run(start_round=writer.next_round, state=writer.resume_state,
+                       on_update=record, on_round=writer.complete_round, progress=progress,
+                       log=log)
     return open_record(record_dir)
