@@ -209,3 +209,24 @@ def test_the_label_leak_is_written_to_the_run(tmp_path, capsys):
     assert dlg["labels_inferred"] and dlg["label_method"] is None
     page = (folder / "report.html").read_text()
     assert "Label leak" in page and "inferred (ilrg)" in page and "learned with the images" in page
+
+
+def test_an_audit_reports_the_label_leak_per_client_and_round(tmp_path):
+    from gradinv.cli import main
+    record = tmp_path / "r"
+    assert main(["fl", "simulate", "--model", "lenet", "--dataset", "default", "--image-size",
+                 "16", "--clients", "2", "--rounds", "2", "--batch-size", "6",
+                 "--test-images", "20", "--unknown-labels", "--quiet", "--record",
+                 str(record)]) == 0
+    assert main(["audit", str(record), "--attack", "gi", "--iterations", "1", "--restarts", "1",
+                 "--label-method", "count", "--device", "cpu", "--quiet", "--out",
+                 str(tmp_path / "o")]) == 0
+    (folder,) = (tmp_path / "o").iterdir()
+    summary = json.loads((folder / "leakage.json").read_text())
+    assert len(summary["updates"]) == 4
+    for update in summary["updates"]:
+        assert update["label_method"] == "count" and update["labels_inferred"]
+        assert 0 <= update["label_existence_accuracy"] <= 1
+    for key in ("clients", "rounds"):
+        assert all(g["label_existence_accuracy"] is not None for g in summary[key])
+    assert "label_existence_accuracy" in (folder / "report.html").read_text()

@@ -176,8 +176,11 @@ def attack_update(task: UpdateTask) -> dict:
                      "mean_psnr": None if s is None else s.mean_psnr,
                      "mean_ssim": None if s is None else s.mean_ssim,
                      "label_accuracy": None if s is None else s.label_accuracy,
+                     "label_existence_accuracy": (None if s is None
+                                                  else s.label_existence_accuracy),
                      "labels": rec.labels.tolist(),
                      "labels_inferred": bool(rec.extras.get("labels_inferred", False)),
+                     "label_method": rec.extras.get("label_method"),
                      "labels_shared": shared, "seconds": outcome.seconds})
     folder = None if result.folder is None else str(result.folder)
     return {"round": task.round, "client": task.client, "rows": rows, "folder": folder}
@@ -298,7 +301,8 @@ def _strongest_per_update(rows: list[dict], scored: bool) -> list[dict]:
     return list(best.values())
 
 
-SCORES = ("mean_psnr", "mean_ssim", "label_accuracy", "matching_cost")
+SCORES = ("mean_psnr", "mean_ssim", "label_accuracy", "label_existence_accuracy",
+          "matching_cost")
 
 
 def _rank(rows: list[dict], key: str, scored: bool) -> list[dict]:
@@ -352,7 +356,7 @@ def _html(summary: dict, scored: bool, worst: list[dict]) -> str:
             "the record keeps no private batches (for every update attacked): ranked by "
             "matching cost, lower leaks more")
     spread = [c for m in ("mean_psnr", "matching_cost") for c in (m, f"{m}_std")]
-    ranking = ["updates", *spread, "mean_ssim", "label_accuracy"]
+    ranking = ["updates", *spread, "mean_ssim", "label_accuracy", "label_existence_accuracy"]
     return page(f"gradinv audit of {summary['record']}", [
         paragraph(f"attacks: {esc(summary['attack'])}; {note}. Each update counts with its "
                   "strongest attack's scores (the highest PSNR, or the lowest matching cost) in "
@@ -366,7 +370,8 @@ def _html(summary: dict, scored: bool, worst: list[dict]) -> str:
                 table(summary["rounds"], ["round", *ranking])),
         section("Every update", table(
             [{**r, "labels": _labels(r)} for r in summary["updates"]],
-            ["round", "client", "attack", *SCORES, "labels", "labels_shared", "seconds"])),
+            ["round", "client", "attack", *SCORES, "labels", "label_method", "labels_shared",
+             "seconds"])),
         *privacy_section(RecordMeta.from_json(summary["record_meta"])),
     ])
 
