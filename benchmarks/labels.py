@@ -60,17 +60,19 @@ SETTINGS = {
 
 def federation_states(model: str, mode: str, args: argparse.Namespace) -> dict:
     """The global model's state untrained and after each of ROUNDS (a FedAvg federation of 10
-    iid clients trained in ``mode``), with its test accuracy; cached under --out/states."""
+    iid clients, batches of 64, 2 local epochs, trained in ``mode``), with its accuracy on 200
+    test images; cached under --out/states."""
     width = args.width or DEFAULT_WIDTH[model]
     cache = Path(args.out) / "states" / f"{model}-{mode}-w{width}-s{args.seed}.pt"
     if cache.exists():
         return torch.load(cache, weights_only=False)
     config = FederationConfig(model=model, width=width, image_size=IMAGE_SIZE,
                               num_clients=10, clients_per_round=args.clients_per_round,
-                              rounds=max(ROUNDS), update="fedavg", batch_size=32,
-                              fedavg=FedAvgConfig(lr=LOCAL_LR, local_batch_size=LOCAL_BATCH),
+                              rounds=max(ROUNDS), update="fedavg", batch_size=64,
+                              fedavg=FedAvgConfig(lr=LOCAL_LR, local_batch_size=LOCAL_BATCH,
+                                                  epochs=2),
                               threat=ThreatModel(model_mode=mode), store_private=False,
-                              seed=args.seed)
+                              test_images=200, seed=args.seed)
     federation = Federation(config)
     states = {0: {k: v.clone() for k, v in federation.model.state_dict().items()}}
     accuracy = {}
