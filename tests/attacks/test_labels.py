@@ -191,7 +191,7 @@ def test_the_label_leak_is_written_to_the_run(tmp_path, capsys):
     code = main(["attack", "--attack", "gi,dlg", "--model", "lenet", "--image-size", "16",
                  "--batch-size", "12", "--allow-repeated-labels", "--unknown-labels",
                  "--label-method", "ilrg", "--set", "dlg.iterations=1", "--iterations", "2",
-                 "--restarts", "1", "--quiet", "--out", str(tmp_path)])
+                 "--restarts", "1", "--compile", "off", "--quiet", "--out", str(tmp_path)])
     assert code == 0, capsys.readouterr().err
     (folder,) = tmp_path.iterdir()
     config = json.loads((folder / "config.json").read_text())
@@ -219,7 +219,8 @@ def test_an_audit_reports_the_label_leak_per_client_and_round(tmp_path):
                  "--test-images", "20", "--unknown-labels", "--quiet", "--record",
                  str(record)]) == 0
     assert main(["audit", str(record), "--attack", "gi", "--iterations", "1", "--restarts", "1",
-                 "--label-method", "count", "--device", "cpu", "--quiet", "--out",
+                 "--compile", "off", "--label-method", "count", "--device", "cpu", "--quiet",
+                 "--out",
                  str(tmp_path / "o")]) == 0
     (folder,) = (tmp_path / "o").iterdir()
     summary = json.loads((folder / "leakage.json").read_text())

@@ -35,10 +35,6 @@ class Classifier:
     weight_update: torch.Tensor
     bias_update: torch.Tensor | None
 
-    @property
-    def num_classes(self) -> int:
-        return self.weight.shape[0]
-
 
 @dataclass(frozen=True)
 class LabelProblem:
