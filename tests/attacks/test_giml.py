@@ -10,7 +10,9 @@ from gradinv.fl import compute_update, observe
 from gradinv.models import build_model
 from gradinv.priors import load_prior
 from gradinv.attacks import giml
-from gradinv.attacks.giml import GIMLConfig, learn_prior, meta_step, untrained_generator
+from gradinv.attacks.giml import (GIMLConfig, adapt_to_observation, learn_prior, mean_copy,
+                                  meta_step, untrained_generator)
+from gradinv.priors import Prior
 from gradinv.types import GradinvError, ThreatModel
 
 TINY = dict(width=8, latent_dim=16, latent_iterations=4, adapt_iterations=4, sample_every=2,
@@ -54,9 +56,43 @@ def test_tiny_giml_run_gives_a_prior_gias_can_use(observed, tmp_path):
     assert rec.images.shape == (1, 1, 16, 16) and torch.isfinite(rec.images).all()
 
 
-def test_interrupted_and_resumed_equals_uninterrupted(observed, tmp_path, monkeypatch):
+def test_a_meta_batch_moves_g_towards_the_mean_of_its_adapted_copies(observed, tmp_path):
+    """Two updates per meta step: the step is the plain meta step towards the mean of the
+    copies adapted to each (with the seeds of their places in the sequence)."""
     model, obs = observed
-    config = GIMLConfig(**TINY)
+    config = GIMLConfig(**{**TINY, "meta_batch": 2, "steps": 1})
+    path = learn_prior(model, obs, (1, 16, 16), config, tmp_path / "run", progress=False)
+    learned = torch.load(path, weights_only=True)["state_dict"]
+
+    gen = untrained_generator(config, channels=1)
+    optimiser = torch.optim.Adam(gen.parameters(), lr=config.meta_lr)
+    prior = Prior(gen, config.latent_dim, (-1.0, 1.0), "giml")
+    copies = [adapt_to_observation(prior, model, obs[t], (1, 16, 16), config,
+                                   seed=config.seed * 1_000_003 + t,
+                                   device=torch.device("cpu"))[0] for t in (0, 1)]
+    meta_step(gen, mean_copy(copies), optimiser)
+    # generator.pt keeps float16 weights
+    assert all(torch.equal(learned[k], v.half() if v.is_floating_point() else v)
+               for k, v in gen.state_dict().items())
+    assert not torch.equal(mean_copy(copies)["main.0.weight"], copies[0]["main.0.weight"])
+    (line,) = (tmp_path / "run" / "steps.jsonl").read_text().splitlines()
+    assert json.loads(line)["updates"] == [[0, obs[0].client_id], [1, obs[1].client_id]]
+
+
+def test_one_pass_takes_a_meta_step_per_meta_batch(observed, tmp_path):
+    model, obs = observed
+    learn_prior(model, obs[:3], (1, 16, 16), GIMLConfig(**{**TINY, "meta_batch": 2}), tmp_path,
+                progress=False)
+    lines = [json.loads(x) for x in (tmp_path / "steps.jsonl").read_text().splitlines()]
+    # three updates in batches of two: the second step wraps around to the first update
+    assert [[r for r, _ in line["updates"]] for line in lines] == [[0, 1], [2, 0]]
+
+
+@pytest.mark.parametrize("meta_batch", [1, 2])
+def test_interrupted_and_resumed_equals_uninterrupted(observed, tmp_path, monkeypatch,
+                                                      meta_batch):
+    model, obs = observed
+    config = GIMLConfig(**TINY, meta_batch=meta_batch, steps=4)
     whole = learn_prior(model, obs, (1, 16, 16), config, tmp_path / "whole", progress=False)
 
     real = giml.adapt_to_observation
@@ -64,7 +100,7 @@ def test_interrupted_and_resumed_equals_uninterrupted(observed, tmp_path, monkey
 
     def interrupted(*args, **kwargs):
         calls["n"] += 1
-        if calls["n"] == 4:  # after the checkpoint at step 2, during step 4
+        if calls["n"] == 3 * meta_batch:  # after the checkpoint at step 2, during step 3
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
@@ -93,7 +129,8 @@ def test_resume_refuses_other_settings(observed, tmp_path):
 
 
 @pytest.mark.parametrize("bad", [{"meta_lr": float("nan")}, {"adapt_iterations": 0},
-                                 {"tv": -1.0}, {"image_size": 48}, {"steps": 0}])
+                                 {"tv": -1.0}, {"image_size": 48}, {"steps": 0},
+                                 {"meta_batch": 0}])
 def test_bad_settings_are_refused(bad):
     with pytest.raises(GradinvError, match="GIML"):
         GIMLConfig(**bad)

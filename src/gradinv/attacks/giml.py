@@ -12,6 +12,11 @@ every observed update used for learning:
 3. meta step (first-order, Reptile-style): one Adam step (lr 1e-2) on |G - G'|^2, which moves G
    towards G'.
 
+With ``meta_batch`` M > 1 (the paper and the official code use 1), a meta step adapts a copy to
+each of M consecutive updates and moves G towards their mean (Reptile over a batch of tasks,
+averaged): one meta step per M updates, a smoother direction, and a pass over the record in
+1/M of the meta steps.
+
 The adapted copy is **shared by the images of an update**, as in the official code, not one
 copy per image as in GIAS's attack: the meta-learner wants weights from which one short
 adaptation explains a whole batch, i.e. what the client's images have in common, and a shared
@@ -62,14 +67,15 @@ class GIMLConfig:
     adapt_lr: float = 1e-3
     meta_lr: float = 1e-2
     restarts: int = 1
+    meta_batch: int = 1  # updates per meta step, their adapted copies averaged
     steps: int | None = None  # meta steps; None: one pass over the observations
     sample_every: int = 10
     checkpoint_every: int = 5
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("latent_iterations", "adapt_iterations", "restarts", "sample_every",
-                     "checkpoint_every"):
+        for name in ("latent_iterations", "adapt_iterations", "restarts", "meta_batch",
+                     "sample_every", "checkpoint_every"):
             check_int(name, getattr(self, name), low=1, where="GIML")
         for name in ("latent_dim", "width"):
             check_int(name, getattr(self, name), low=1, high=MAX_SIZE, where="GIML")
@@ -88,11 +94,12 @@ class GIMLConfig:
 
 @dataclass(frozen=True)
 class MetaStep:
-    """What one meta step did: matching cost before and after adaptation, how far G moved."""
+    """What one meta step did: the updates it adapted to (round, client), their matching cost
+    after the latent search and after adaptation (means over the meta-batch), and the
+    distance from G to the adapted copies' mean before and after the step."""
 
     step: int
-    round: int
-    client_id: int
+    updates: list[tuple[int, int]]
     latent_cost: float
     adapted_cost: float
     distance_before: float
@@ -117,6 +124,14 @@ def meta_step(generator: nn.Module, adapted: dict[str, torch.Tensor],
     optimiser.step()
     optimiser.zero_grad(set_to_none=True)
     return before, _distance(params, adapted)
+
+
+def mean_copy(copies: Sequence[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The parameter-wise mean of adapted copies: Reptile's target for a batch of tasks (one
+    copy is its own mean, so a meta-batch of 1 is the plain meta step)."""
+    if len(copies) == 1:
+        return copies[0]
+    return {k: torch.stack([c[k] for c in copies]).mean(0) for k in copies[0]}
 
 
 def _distance(params: dict[str, torch.Tensor], other: dict[str, torch.Tensor]) -> float:
@@ -176,7 +191,7 @@ def learn_prior(
         channels = config.channels or image_shape[0]
         generator = untrained_generator(config, channels).to(device)
         optimiser = torch.optim.Adam(generator.parameters(), lr=config.meta_lr)
-        steps = config.steps or len(observations)
+        steps = config.steps or -(-len(observations) // config.meta_batch)
         start = _resume(out, config, generator, optimiser, log, source)
         (out / "settings.json").write_text(json.dumps(
             {"giml": asdict(config), "generator": generator.settings(),
@@ -188,13 +203,16 @@ def learn_prior(
         bar = Progress("GIML meta-step", steps, enabled=progress, metric="adapted cost")
         for step in range(start, steps):
             started = time.monotonic()
-            observation = observations[step % len(observations)]
-            adapted, latent_cost, adapted_cost = adapt_to_observation(
-                prior, model, observation, image_shape, config,
-                seed=config.seed * 1_000_003 + step, device=device)
-            before, after = meta_step(generator, adapted, optimiser)
-            record = MetaStep(step + 1, observation.round, observation.client_id, latent_cost,
-                              adapted_cost, before, after)
+            tasks = range(step * config.meta_batch, (step + 1) * config.meta_batch)
+            chosen = [observations[t % len(observations)] for t in tasks]
+            results = [adapt_to_observation(prior, model, observation, image_shape, config,
+                                            seed=config.seed * 1_000_003 + t, device=device)
+                       for t, observation in zip(tasks, chosen)]
+            copies, latent_costs, adapted_costs = zip(*results)
+            before, after = meta_step(generator, mean_copy(copies), optimiser)
+            adapted_cost = sum(adapted_costs) / len(adapted_costs)
+            record = MetaStep(step + 1, [(o.round, o.client_id) for o in chosen],
+                              sum(latent_costs) / len(latent_costs), adapted_cost, before, after)
             with (out / "steps.jsonl").open("a") as f:
                 f.write(json.dumps({**asdict(record), "seconds": time.monotonic() - started}) + "\n")
             bar.update(step + 1, adapted_cost)
@@ -243,7 +261,8 @@ def _resume(out: Path, config: GIMLConfig, generator: nn.Module,
         return 0
     state = load_torch_file(path, "GIML checkpoint")
     try:
-        saved = dict(state["config"])  # type: ignore[index]
+        # A checkpoint written before meta_batch existed used one update per step.
+        saved = {"meta_batch": 1, **state["config"]}  # type: ignore[index]
         step = int(state["step"])  # type: ignore[index]
     except (KeyError, TypeError, ValueError):
         raise GradinvError(f"GIML checkpoint {path} lacks its config or step: not written by "

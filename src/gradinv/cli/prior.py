@@ -51,6 +51,7 @@ GIML_HELP = {
     "adapt_lr": "learning rate of that adaptation",
     "meta_lr": "Reptile step size moving the generator towards the adapted copy",
     "restarts": "latent searches per update",
+    "meta_batch": "updates per meta step (their adapted copies averaged: Reptile over a batch)",
     "steps": "meta steps",
     "sample_every": "write a sample grid every N steps",
     "checkpoint_every": "write a checkpoint every N steps",
