@@ -34,8 +34,13 @@ Step = Callable[[Variables, Variables], tuple[Variables, tuple[torch.Tensor, tor
 class OptimisationResult:
     variables: Variables
     matching_costs: torch.Tensor
-    history: list[float]
+    row_history: torch.Tensor  # [iterations, restarts]: every restart's matching cost
     execution: Execution  # how the loop ran (compiled or eager) and why
+
+    @property
+    def history(self) -> list[float]:
+        """The lowest matching cost over the restarts at every iteration."""
+        return self.row_history.amin(1).tolist()
 
 
 def milestones(iterations: int) -> list[int]:
@@ -87,33 +92,35 @@ def optimise_restarts(
                                 f"{label} restart {r + 1}/{restarts}", progress)
                      for r in range(restarts)]
             final = {k: torch.cat([variables[k] for variables, _ in parts]) for k in init}
-            history = torch.stack([h for _, h in parts]).amin(0)
+            history = torch.cat([h for _, h in parts], dim=1)
         matching = vmap(lambda v, f: cost_fn(v, f)[1])(final, fixed).detach()
-    return OptimisationResult(final, matching, history.tolist(), runner.execution)
+    return OptimisationResult(final, matching, history.cpu(), runner.execution)
 
 
 def _adam_loop(init: Variables, fixed: Variables, runner: Runner[torch.Tensor],
                schedule: torch.Tensor, label: str, show: bool
                ) -> tuple[Variables, torch.Tensor]:
     """Run ``runner`` once per entry of ``schedule`` (the learning rates) from ``init``; return
-    the final variables and the lowest matching cost of every iteration (on the device)."""
+    the final variables and every restart's matching cost at every iteration (on the
+    device, [iterations, restarts])."""
     variables = {k: v.detach().clone() for k, v in init.items()}
     exp_avgs = [torch.zeros_like(v) for v in variables.values()]
     exp_avg_sqs = [torch.zeros_like(v) for v in variables.values()]
     steps = [torch.zeros((), device=v.device) for v in variables.values()]
     runner.keep_in_place([*variables.values(), *exp_avgs, *exp_avg_sqs, *steps])
-    history = torch.empty(len(schedule), device=schedule.device)
+    restarts = next(iter(init.values())).shape[0]
+    history = torch.empty(len(schedule), restarts, device=schedule.device)
     bar = Progress(label, len(schedule), enabled=show)
     for it, lr in enumerate(schedule):
         history[it] = runner(variables, fixed, exp_avgs, exp_avg_sqs, steps, lr)
-        bar.update(it + 1, history[it])
+        bar.update(it + 1, history[it].min())
     return variables, history
 
 
 def _iteration(step: Step, signed: bool, project: Callable[[Variables], None] | None
                ) -> Callable[..., torch.Tensor]:
-    """One iteration, updating the variables and Adam's state in place; returns the lowest
-    matching cost over the restarts. Eagerly, Adam is torch's fused kernel (one pass over
+    """One iteration, updating the variables and Adam's state in place; returns every
+    restart's matching cost. Eagerly, Adam is torch's fused kernel (one pass over
     each tensor); traced by ``torch.compile``, its foreach form, which the compiler fuses."""
 
     def iterate(variables: Variables, fixed: Variables, exp_avgs: list[torch.Tensor],
@@ -127,7 +134,7 @@ def _iteration(step: Step, signed: bool, project: Callable[[Variables], None] | 
              beta2=0.999, lr=lr, weight_decay=0.0, eps=1e-8, maximize=False)
         if project is not None:
             project(variables)
-        return matching.min()
+        return matching.detach()
 
     return iterate
 

@@ -56,6 +56,8 @@ def test_every_attack_runs_without_vmap_fallback(name, case, convnet, no_vmap_fa
           **({"bn_stats": 0.1} if "bn_stats" in takes else {})}
     if "prior" in takes:
         kw["prior"] = Prior(DCGANGenerator(latent_dim=4, width=4, channels=1, image_size=32), 4)
-    rec = attacks.create(name, **kw).reconstruct(model, observation, image_shape=(1, 16, 16),
-                                                 progress=False)
-    assert torch.isfinite(rec.images).all()
+    # two clients of a round, matched in one pass by the attacks that batch updates (their
+    # labels and updates are then per-row inputs of the vmapped step)
+    found = attacks.create(name, **kw).reconstruct_many(model, [observation, observation],
+                                                        image_shape=(1, 16, 16), progress=False)
+    assert all(torch.isfinite(rec.images).all() for rec in found)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from functools import partial
@@ -48,13 +48,18 @@ class Target:
         # The BN prior's hooks, registered once when the target is built (see ``BNInputs``).
         self.bn_inputs = BNInputs(self.model.module, list(self.bn_stats)) if self.bn_stats else None
 
-    def simulate(self, images: torch.Tensor, labels: torch.Tensor) -> Params:
+    def simulate(self, images: torch.Tensor, labels: torch.Tensor,
+                 observed: Params | None = None) -> Params:
+        """``observed``: the update the replayed defenses compare with (default this
+        target's; a batched group passes each row's, ``attacks.group``)."""
         gradient = None if self.defenses is None else self.defenses.attacker_gradient()
         if self.fedavg is None:
             update = self.model.fedsgd_update(images, labels, gradient)
         else:
             update = self.model.fedavg_update(images, labels, self.fedavg, gradient)
-        return update if self.defenses is None else self.defenses.replay(update, self.observed)
+        if self.defenses is None:
+            return update
+        return self.defenses.replay(update, self.observed if observed is None else observed)
 
     def matching_cost(self, cost: str, top_k: int | None
                       ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
@@ -226,10 +231,35 @@ class Attack(ABC):
         return self.invert(target, image_shape=image_shape, seed=seed, device=device,
                            progress=progress)
 
+    def reconstruct_many(
+        self,
+        model: nn.Module,
+        observations: Sequence[Observation],
+        *,
+        image_shape: tuple[int, int, int],
+        seed: int = 0,
+        device: str | torch.device = "cpu",
+        progress: bool = True,
+    ) -> list[Reconstruction]:
+        """``reconstruct`` for several updates (e.g. the clients of one round), each with
+        ``seed``: attacks that can batch updates (``invert_many``) match them in one pass."""
+        device = torch.device(device)
+        targets = [prepare_target(model, o, image_shape=image_shape, device=device,
+                                  infer_missing_labels=self.infers_labels,
+                                  label_method=self.label_method) for o in observations]
+        return self.invert_many(targets, image_shape=image_shape, seed=seed, device=device,
+                                progress=progress)
+
     @abstractmethod
     def invert(self, target: Target, *, image_shape: tuple[int, int, int], seed: int,
                device: torch.device, progress: bool) -> Reconstruction:
         """The attack's search: images whose simulated update matches ``target``'s."""
+
+    def invert_many(self, targets: Sequence[Target], *, image_shape: tuple[int, int, int],
+                    seed: int, device: torch.device, progress: bool) -> list[Reconstruction]:
+        """``invert`` for every target; one after the other unless the attack batches them."""
+        return [self.invert(t, image_shape=image_shape, seed=seed, device=device,
+                            progress=progress) for t in targets]
 
 
 REGISTRY: Registry[type[Attack]] = Registry("attack")

@@ -14,12 +14,15 @@ statistics, ``bn_stats`` weighs the BN prior of Yin et al. (CVPR 2021, ``Target.
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from ..checks import check_choice
 from ..optim import optimise_restarts
 from ..types import Reconstruction
-from .base import Attack, Target, check_hyperparameters, pick_winner, register, restart_generator
+from .base import Attack, Target, check_hyperparameters, register, restart_generator
+from .group import TargetGroup, invert_in_groups
 from .labels import AUTO
 from .objectives import total_variation
 
@@ -50,22 +53,34 @@ class GI(Attack):
 
     def invert(self, target: Target, *, image_shape: tuple[int, int, int], seed: int,
                device: torch.device, progress: bool) -> Reconstruction:
-        match = target.matching_cost(self.cost, self.top_k)
+        return self.invert_group(TargetGroup([target], self.top_k), image_shape=image_shape,
+                                 seed=seed, device=device, progress=progress)[0]
 
-        def cost_fn(v, _fixed):
+    def invert_many(self, targets: Sequence[Target], *, image_shape: tuple[int, int, int],
+                    seed: int, device: torch.device, progress: bool) -> list[Reconstruction]:
+        return invert_in_groups(self.invert_group, targets, self.top_k, image_shape=image_shape,
+                                seed=seed, device=device, progress=progress)
+
+    def invert_group(self, group: TargetGroup, *, image_shape: tuple[int, int, int], seed: int,
+                     device: torch.device, progress: bool) -> list[Reconstruction]:
+        """Every client of ``group`` x ``restarts`` rows in one optimisation loop."""
+        match = group.matching_cost(self.cost)
+
+        def cost_fn(v, inputs):
             images = v["images"]
-            matching = match(images, target.labels)
-            prior = self.tv * total_variation(images) + target.bn_prior(images, self.bn_stats)
+            matching = match(images, inputs)
+            prior = self.tv * total_variation(images) + group.bn_prior(images, self.bn_stats)
             return matching + prior, matching
 
-        shape = (target.num_images, *image_shape)
-        init = torch.stack([INITS[self.init](torch.randn(shape, generator=restart_generator(seed, r)))
-                            for r in range(self.restarts)]).to(device)
+        shape = (group.num_images, *image_shape)
+        init = group.starts(lambda r: INITS[self.init](
+            torch.randn(shape, generator=restart_generator(seed, r))), self.restarts).to(device)
         result = optimise_restarts(
-            {"images": init}, cost_fn, iterations=self.iterations, lr=self.lr,
-            signed=self.signed, project=lambda v: v["images"].clamp_(0, 1),
-            batched=self.batched, compile=self.compile, label=self.name, progress=progress,
+            {"images": init}, cost_fn, fixed=group.inputs(self.restarts),
+            iterations=self.iterations, lr=self.lr, signed=self.signed,
+            project=lambda v: v["images"].clamp_(0, 1), batched=self.batched,
+            compile=self.compile, label=self.name, progress=progress,
         )
-        return pick_winner(target, result.variables["images"], result.matching_costs,
-                           result.history, self.name,
-                           execution={self.name: result.execution.to_json()})
+        return group.winners(result.variables["images"], result.matching_costs,
+                             result.row_history, self.name,
+                             execution={self.name: result.execution.to_json()})

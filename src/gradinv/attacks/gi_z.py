@@ -9,13 +9,16 @@ images (or an estimate), labels (or inferred) and a generator trained on similar
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from ..optim import OptimisationResult, optimise_restarts
 from ..priors import Prior, load_prior
 from ..checks import GradinvError
 from ..types import Reconstruction
-from .base import Attack, Target, check_hyperparameters, pick_winner, register, restart_generator
+from .base import Attack, Target, check_hyperparameters, register, restart_generator
+from .group import TargetGroup, invert_in_groups
 from .labels import AUTO
 from .objectives import total_variation
 
@@ -50,28 +53,45 @@ class GIz(Attack):
 
     def invert(self, target: Target, *, image_shape: tuple[int, int, int], seed: int,
                device: torch.device, progress: bool) -> Reconstruction:
-        result = self.search(target, image_shape, seed, device, progress)
+        return self.invert_group(TargetGroup([target], self.top_k), image_shape=image_shape,
+                                 seed=seed, device=device, progress=progress)[0]
+
+    def invert_many(self, targets: Sequence[Target], *, image_shape: tuple[int, int, int],
+                    seed: int, device: torch.device, progress: bool) -> list[Reconstruction]:
+        return invert_in_groups(self.invert_group, targets, self.top_k, image_shape=image_shape,
+                                seed=seed, device=device, progress=progress)
+
+    def invert_group(self, group: TargetGroup, *, image_shape: tuple[int, int, int], seed: int,
+                     device: torch.device, progress: bool) -> list[Reconstruction]:
+        """Every client of ``group`` x ``restarts`` latent searches in one loop."""
+        result = self.search_group(group, image_shape, seed, device, progress)
         images = self.prior.render(result.variables["z"], image_shape)
-        return pick_winner(target, images, result.matching_costs, result.history, self.name,
-                           execution={self.name: result.execution.to_json()})
+        return group.winners(images, result.matching_costs, result.row_history, self.name,
+                             execution={self.name: result.execution.to_json()})
 
     def search(self, target: Target, image_shape: tuple[int, int, int], seed: int,
                device: torch.device, progress: bool) -> OptimisationResult:
         """Optimise z for every restart; returns per-restart latents and matching costs."""
-        self.prior.to(device)
-        match = target.matching_cost(self.cost, self.top_k)
+        return self.search_group(TargetGroup([target], self.top_k), image_shape, seed, device,
+                                 progress)
 
-        def cost_fn(v, _fixed):
+    def search_group(self, group: TargetGroup, image_shape: tuple[int, int, int], seed: int,
+                     device: torch.device, progress: bool) -> OptimisationResult:
+        """``search`` for every client of ``group`` (rows client-major, ``TargetGroup``)."""
+        self.prior.to(device)
+        match = group.matching_cost(self.cost)
+
+        def cost_fn(v, inputs):
             images = self.prior.render(v["z"], image_shape)
-            matching = match(images, target.labels)
-            prior = (self.tv * total_variation(images) + target.bn_prior(images, self.bn_stats)
+            matching = match(images, inputs)
+            prior = (self.tv * total_variation(images) + group.bn_prior(images, self.bn_stats)
                      + self.latent_norm * v["z"].norm(dim=-1).mean())
             return matching + prior, matching
 
-        init = torch.stack([
-            torch.randn((target.num_images, self.prior.latent_dim),
-                        generator=restart_generator(seed, r)) for r in range(self.restarts)
-        ]).to(device)
-        return optimise_restarts({"z": init}, cost_fn, iterations=self.iterations, lr=self.lr,
-                                 signed=self.signed, batched=self.batched,
-                                 compile=self.compile, label=self.name, progress=progress)
+        init = group.starts(lambda r: torch.randn((group.num_images, self.prior.latent_dim),
+                                                  generator=restart_generator(seed, r)),
+                            self.restarts).to(device)
+        return optimise_restarts({"z": init}, cost_fn, fixed=group.inputs(self.restarts),
+                                 iterations=self.iterations, lr=self.lr, signed=self.signed,
+                                 batched=self.batched, compile=self.compile, label=self.name,
+                                 progress=progress)
