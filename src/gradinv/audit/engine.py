@@ -3,6 +3,7 @@ on one observed update, score them against the ground truth, write a run folder.
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -69,7 +70,7 @@ class Outcome:
 
     reconstruction: Reconstruction
     scores: Scores | None
-    seconds: float = 0.0  # the attack's wall-clock time
+    seconds: float = 0.0  # the attack's wall-clock time (its share of a batched pass)
 
 
 @dataclass(frozen=True)
@@ -185,15 +186,29 @@ def run_attacks(chosen: dict[str, attacks.Attack], model: nn.Module, observation
                 num_classes: int, seed: int, device: torch.device,
                 progress: bool) -> dict[str, Outcome]:
     """Run every attack on the same observation; score each against ``truth`` when given."""
-    outcomes = {}
+    return run_attacks_many(chosen, model, [observation], [truth], image_shape=image_shape,
+                            data_channels=data_channels, num_classes=num_classes, seed=seed,
+                            device=device, progress=progress)[0]
+
+
+def run_attacks_many(chosen: dict[str, attacks.Attack], model: nn.Module,
+                     observations: Sequence[Observation], truths: Sequence[PrivateBatch | None],
+                     *, image_shape: tuple[int, ...], data_channels: int, num_classes: int,
+                     seed: int, device: torch.device, progress: bool) -> list[dict[str, Outcome]]:
+    """``run_attacks`` for several observations (the clients of one round), each attack given
+    them all at once (``Attack.reconstruct_many``: those that can, match them in one batched
+    pass). An outcome's ``seconds`` is its share of the attack's time on them all."""
+    outcomes: list[dict[str, Outcome]] = [{} for _ in observations]
     for name, attack in chosen.items():
         started = time.monotonic()
-        rec = attack.reconstruct(model, observation, image_shape=image_shape, seed=seed,
-                                 device=device, progress=progress)
-        seconds = time.monotonic() - started
-        scores = None if truth is None else evaluate(
-            rec, truth.images, truth.labels, data_channels=data_channels, num_classes=num_classes)
-        outcomes[name] = Outcome(rec, scores, seconds)
+        found = attack.reconstruct_many(model, observations, image_shape=image_shape, seed=seed,
+                                        device=device, progress=progress)
+        seconds = (time.monotonic() - started) / len(observations)
+        for own, rec, truth in zip(outcomes, found, truths, strict=True):
+            scores = None if truth is None else evaluate(
+                rec, truth.images, truth.labels, data_channels=data_channels,
+                num_classes=num_classes)
+            own[name] = Outcome(rec, scores, seconds)
     return outcomes
 
 

@@ -18,15 +18,16 @@ updates' reconstructions beside their ground truth.
 from __future__ import annotations
 
 import json
+import shutil
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from statistics import fmean, stdev
 
 import numpy as np
 
-from ..checks import GradinvError, check_int, one_line
+from ..checks import GradinvError, check_bool, check_int, one_line
 from ..files import append_lines
 from ..progress import Progress
 from ..record.format import Entry, Record, RecordMeta, open_record, read_jsonl
@@ -36,13 +37,7 @@ from ..report.png import CURVE_COLOURS
 from ..report.run_folder import environment, json_safe, new_run_dir, write_json
 from .backends import Backend, local_backend
 from .privacy import privacy_section
-from .update import (
-    RecordAttackConfig,
-    RecordAuditConfig,
-    UserModel,
-    prepare_record_attacks,
-    run_record_audit,
-)
+from .update import RecordAttackConfig, UserModel, prepare_record_attacks, run_round_audit
 
 
 @dataclass(frozen=True)
@@ -52,9 +47,13 @@ class LeakageAuditConfig(RecordAttackConfig):
     rounds: tuple[int, ...] | None = None
     clients: tuple[int, ...] | None = None
     max_updates: int | None = None
+    # The chosen clients of a round attacked together: the attacks that can (GI, GI-z) match
+    # them in one batched pass (clients x restarts); False: one update after the other.
+    batch_updates: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_bool("batch_updates", self.batch_updates)
         for name in ("rounds", "clients"):
             value = getattr(self, name)
             if value is not None:
@@ -148,42 +147,58 @@ def not_attacked(record_entries: list[Entry], rows: list[dict]) -> dict:
 
 
 @dataclass(frozen=True)
-class UpdateTask:
-    """One unit of an audit: attack ``client``'s update of ``round``, writing its run folder
-    under ``runs_dir`` (None: nothing written). Sent to a worker as it is, so it holds the
-    settings, not the built attacks."""
+class RoundTask:
+    """One unit of an audit: attack the updates of ``clients`` in ``round`` (together, see
+    ``run_round_audit``), writing each one's run folder under ``runs_dir`` (None: nothing
+    written). Sent to a worker as it is, so it holds the settings, not the built attacks."""
 
     config: LeakageAuditConfig
     round: int
-    client: int
+    clients: tuple[int, ...]
     runs_dir: str | None
     model: UserModel | None = None
 
 
-def attack_update(task: UpdateTask) -> dict:
-    """Attack one recorded update (in this process, a worker or a Ray task) with
-    ``run_record_audit``, so each has the run folder ``gradinv attack --record`` writes; its
-    line: one row per attack, and the folder."""
-    base = {f.name: getattr(task.config, f.name) for f in fields(RecordAttackConfig)}
-    config = RecordAuditConfig(**base, round=task.round, client=task.client)
-    result = run_record_audit(config, out=task.runs_dir, progress=False, model=task.model)
-    shared = open_record(task.config.record).entry(task.round, task.client).labels is not None
-    rows = []
-    for name, outcome in result.outcomes.items():
-        s, rec = outcome.scores, outcome.reconstruction
-        rows.append({"round": task.round, "client": task.client, "attack": name,
-                     "matching_cost": rec.matching_cost,
-                     "mean_psnr": None if s is None else s.mean_psnr,
-                     "mean_ssim": None if s is None else s.mean_ssim,
-                     "label_accuracy": None if s is None else s.label_accuracy,
-                     "label_existence_accuracy": (None if s is None
-                                                  else s.label_existence_accuracy),
-                     "labels": rec.labels.tolist(),
-                     "labels_inferred": bool(rec.extras.get("labels_inferred", False)),
-                     "label_method": rec.extras.get("label_method"),
-                     "labels_shared": shared, "seconds": outcome.seconds})
-    folder = None if result.folder is None else str(result.folder)
-    return {"round": task.round, "client": task.client, "rows": rows, "folder": folder}
+def round_tasks(config: LeakageAuditConfig, entries: list[Entry], runs_dir: str | None,
+                model: UserModel | None) -> list[RoundTask]:
+    """The updates to attack as units: the clients of each round together when
+    ``config.batch_updates``, else one update per unit; in the order recorded."""
+    by_round: dict[int, list[int]] = {}
+    for e in entries:
+        by_round.setdefault(e.round, []).append(e.client_id)
+    groups = [(r, tuple(cs)) for r, cs in by_round.items()] if config.batch_updates else [
+        (e.round, (e.client_id,)) for e in entries]
+    return [RoundTask(config, r, cs, runs_dir, model) for r, cs in groups]
+
+
+def attack_round(task: RoundTask) -> dict:
+    """Attack one round's chosen updates (in this process, a worker or a Ray task) with
+    ``run_round_audit``, so each has the run folder ``gradinv attack --record`` writes; one
+    line per update (its rows, one per attack, and its folder) under ``updates``."""
+    results = run_round_audit(task.config, task.round, task.clients, out=task.runs_dir,
+                              progress=False, model=task.model)
+    record = open_record(task.config.record)
+    lines = []
+    for client, result in zip(task.clients, results):
+        shared = record.entry(task.round, client).labels is not None
+        rows = []
+        for name, outcome in result.outcomes.items():
+            s, rec = outcome.scores, outcome.reconstruction
+            rows.append({"round": task.round, "client": client, "attack": name,
+                         "matching_cost": rec.matching_cost,
+                         "mean_psnr": None if s is None else s.mean_psnr,
+                         "mean_ssim": None if s is None else s.mean_ssim,
+                         "label_accuracy": None if s is None else s.label_accuracy,
+                         "label_existence_accuracy": (None if s is None
+                                                      else s.label_existence_accuracy),
+                         "labels": rec.labels.tolist(),
+                         "labels_inferred": bool(rec.extras.get("labels_inferred", False)),
+                         "label_method": rec.extras.get("label_method"),
+                         "labels_shared": shared, "seconds": outcome.seconds,
+                         "batched_updates": rec.extras.get("batched_updates", 1)})
+        lines.append({"round": task.round, "client": client, "rows": rows,
+                      "folder": None if result.folder is None else str(result.folder)})
+    return {"updates": lines}
 
 
 def run_leakage_audit(config: LeakageAuditConfig, *, out: str | Path | None = "runs",
@@ -202,30 +217,51 @@ def run_leakage_audit(config: LeakageAuditConfig, *, out: str | Path | None = "r
     record.observations(entries)  # every file must exist before the walk
     folder = None if out is None else audit_folder(out, config, record, list(chosen), log)
     lines = {} if folder is None else read_updates(folder)
-    todo = [UpdateTask(config, e.round, e.client_id, None if folder is None
-                       else str(folder / RUNS), model)
-            for e in entries if (e.round, e.client_id) not in lines]
-    bar = Progress(f"audit ({len(entries) - len(todo)} of {len(entries)} updates already done)",
-                   len(todo), enabled=progress, metric="matching cost")
+    left = [e for e in entries if (e.round, e.client_id) not in lines]
+    if folder is not None:  # what an interrupted run left unrecorded is redone
+        shutil.rmtree(folder / PENDING, ignore_errors=True)
+    todo = round_tasks(config, left, None if folder is None else str(folder / PENDING), model)
+    bar = Progress(f"audit ({len(entries) - len(left)} of {len(entries)} updates already done)",
+                   len(left), enabled=progress, metric="matching cost")
 
     with nullcontext() if folder is None else append_lines(folder / UPDATES) as file:
-        def done(task: UpdateTask, outcome: dict | BaseException) -> None:
+        def done(task: RoundTask, outcome: dict | BaseException) -> None:
             if isinstance(outcome, BaseException):
+                which = (f"client {task.clients[0]}'s update" if len(task.clients) == 1 else
+                         f"the updates of clients {', '.join(map(str, task.clients))}")
                 raise outcome if isinstance(outcome, GradinvError) else GradinvError(
-                    f"attacking client {task.client}'s update of round {task.round} failed: "
-                    f"{one_line(outcome)}")
-            lines[(task.round, task.client)] = outcome
-            if file is not None:
-                file.write(json.dumps(json_safe(outcome)) + "\n")
-                file.flush()
-            bar.update(len(lines) - len(entries) + len(todo),
-                       outcome["rows"][-1]["matching_cost"])
-        backend(attack_update, todo, workers, done)
+                    f"attacking {which} of round {task.round} failed: {one_line(outcome)}")
+            for line in outcome["updates"]:
+                if folder is not None:
+                    line = {**line, "folder": str(claim(Path(line["folder"]), folder / RUNS))}
+                lines[(line["round"], line["client"])] = line
+                if file is not None:
+                    file.write(json.dumps(json_safe(line)) + "\n")
+                    file.flush()
+                bar.update(len(lines) - len(entries) + len(left),
+                           line["rows"][-1]["matching_cost"])
+        backend(attack_round, todo, workers, done)
+    if folder is not None:
+        shutil.rmtree(folder / PENDING, ignore_errors=True)
     rows = [r for e in entries for r in lines[(e.round, e.client_id)]["rows"]]
     return _summarise(config, record, rows, lines, folder)
 
 
 RUNS, UPDATES, IDENTITY = "runs", "updates.jsonl", "audit.json"
+# Where workers write an update's run folder; it moves to RUNS when its line is recorded, so
+# an interrupt never leaves a finished folder in RUNS that updates.jsonl does not list.
+PENDING = "pending"
+
+
+def claim(pending: Path, runs: Path) -> Path:
+    """Move a worker's finished run folder into ``runs`` under its own name (``-1``, ``-2``,
+    ... appended when taken, as ``new_run_dir`` does)."""
+    runs.mkdir(exist_ok=True)
+    target, k = runs / pending.name, 1
+    while target.exists():
+        target, k = runs / f"{pending.name}-{k}", k + 1
+    pending.rename(target)
+    return target
 
 
 def audit_folder(out: str | Path, config: LeakageAuditConfig, record: Record,

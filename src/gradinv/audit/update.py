@@ -8,8 +8,8 @@ converted by ``adapt_model`` and checked against the record's description.
 """
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Union
 
@@ -23,11 +23,10 @@ from ..models import adapt_model
 from ..record.format import Record, open_record
 from ..record.model import ModelSpec, describe_module, first_difference
 from ..record.private import load_private_batch
-from ..types import Observation, PrivateBatch
 from ..user_code import user_module
 from .config import PriorSpec, resolve_device, save_config
-from .engine import (AuditResult, Outcome, attack_arguments, build_attacks, check_attack_settings,
-                     check_bn_prior, run_attacks, run_settings, write_report)
+from .engine import (AuditResult, attack_arguments, build_attacks, check_attack_settings,
+                     check_bn_prior, run_attacks_many, run_settings, write_report)
 
 
 @dataclass(frozen=True)
@@ -68,9 +67,7 @@ def prepare_record_attacks(config: RecordAttackConfig, out: str | Path | None,
     """Everything attacking a record needs, checked before any attack runs: the device, a
     writable ``out``, the attacks, the record, and the model (``model``, else
     ``config.model_factory``, else the recorded architecture)."""
-    if not isinstance(config, RecordAttackConfig):
-        raise GradinvError(f"config must be a RecordAuditConfig or LeakageAuditConfig, not "
-                           f"{type(config).__name__}")
+    check_config(config)
     device = resolve_device(config.device)
     if out is not None:
         check_writable(out)
@@ -81,6 +78,12 @@ def prepare_record_attacks(config: RecordAttackConfig, out: str | Path | None,
     model = record.build_model() if given is None else user_model(given, record)
     check_bn_prior(arguments, record.meta.threat, model)
     return device, chosen, record, model
+
+
+def check_config(config: object) -> None:
+    if not isinstance(config, RecordAttackConfig):
+        raise GradinvError(f"config must be a RecordAuditConfig or LeakageAuditConfig, not "
+                           f"{type(config).__name__}")
 
 
 def check_model_factory(factory: object) -> None:
@@ -119,35 +122,43 @@ def check_model_fits(model: nn.Module, record: Record) -> None:
                            f"{problem}{hint}")
 
 
-def attack_recorded(chosen: dict[str, Attack], model: nn.Module, record: Record,
-                    observation: Observation, truth: PrivateBatch | None, *, seed: int,
-                    device: torch.device, progress: bool) -> dict[str, Outcome]:
-    """``run_attacks`` with the image shape, data channels and classes the record declares."""
-    spec = record.meta.model
-    return run_attacks(chosen, model, observation, truth,
-                       image_shape=(spec.channels, spec.image_size, spec.image_size),
-                       data_channels=record.meta.data_channels, num_classes=spec.num_classes,
-                       seed=seed, device=device, progress=progress)
-
-
 def run_record_audit(config: RecordAuditConfig, *, out: str | Path | None = "runs",
                      progress: bool = True, model: UserModel | None = None) -> AuditResult:
     """Attack client ``config.client``'s update of round ``config.round``; scores are None
     when the record holds no private batch for it. ``model``: the user's own client model (or
     its factory), for a record of it."""
+    check_config(config)
+    return run_round_audit(config, config.round, [config.client], out=out, progress=progress,
+                           model=model)[0]
+
+
+def run_round_audit(config: RecordAttackConfig, round: int, clients: Sequence[int], *,
+                    out: str | Path | None = "runs", progress: bool = True,
+                    model: UserModel | None = None) -> list[AuditResult]:
+    """Attack the updates of ``clients`` in round ``round``, all at once (the attacks that can
+    match them in one batched pass do: they share the round's broadcast weights); one result
+    and one run folder per client, as ``run_record_audit`` writes for each."""
     device, chosen, record, model = prepare_record_attacks(config, out, model)
-    observation = record.observation(config.round, config.client)
-    truth = load_private_batch(config.record, config.round, config.client)
-    outcomes = attack_recorded(chosen, model, record, observation, truth, seed=config.seed,
-                               device=device, progress=progress)
+    observations = [record.observation(round, c) for c in clients]
+    truths = [load_private_batch(config.record, round, c) for c in clients]
     spec = record.meta.model
-    folder = None
-    if out is not None:
-        name = f"{'-'.join(outcomes)}-{spec.name}-round{config.round}-client{config.client}"
-        folder = write_report(out, name, config={**run_settings(config, chosen, outcomes, device),
-                                                 "record_meta": record.meta.to_json()},
-                              truth=truth, outcomes=outcomes,
-                              title=f"gradinv: {', '.join(outcomes)} on round {config.round}, "
-                                    f"client {config.client} of {config.record}")
-        save_config(config, folder / "config.toml")
-    return AuditResult(outcomes, None if truth is None else truth.images, folder)
+    found = run_attacks_many(chosen, model, observations, truths,
+                             image_shape=(spec.channels, spec.image_size, spec.image_size),
+                             data_channels=record.meta.data_channels,
+                             num_classes=spec.num_classes, seed=config.seed, device=device,
+                             progress=progress)
+    base = {f.name: getattr(config, f.name) for f in fields(RecordAttackConfig)}
+    results = []
+    for client, truth, outcomes in zip(clients, truths, found):
+        folder = None
+        if out is not None:
+            one = RecordAuditConfig(**base, round=round, client=client)
+            name = f"{'-'.join(outcomes)}-{spec.name}-round{round}-client{client}"
+            folder = write_report(out, name, config={**run_settings(one, chosen, outcomes, device),
+                                                     "record_meta": record.meta.to_json()},
+                                  truth=truth, outcomes=outcomes,
+                                  title=f"gradinv: {', '.join(outcomes)} on round {round}, "
+                                        f"client {client} of {config.record}")
+            save_config(one, folder / "config.toml")
+        results.append(AuditResult(outcomes, None if truth is None else truth.images, folder))
+    return results
