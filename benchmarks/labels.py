@@ -25,7 +25,7 @@ import argparse
 import json
 import statistics
 import time
-from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -64,8 +64,6 @@ def federation_states(model: str, mode: str, args: argparse.Namespace) -> dict:
     test images; cached under --out/states."""
     width = args.width or DEFAULT_WIDTH[model]
     cache = Path(args.out) / "states" / f"{model}-{mode}-w{width}-s{args.seed}.pt"
-    if cache.exists():
-        return torch.load(cache, weights_only=False)
     config = FederationConfig(model=model, width=width, image_size=IMAGE_SIZE,
                               num_clients=10, clients_per_round=args.clients_per_round,
                               rounds=max(ROUNDS), update="fedavg", batch_size=64,
@@ -73,6 +71,9 @@ def federation_states(model: str, mode: str, args: argparse.Namespace) -> dict:
                                                   epochs=2),
                               threat=ThreatModel(model_mode=mode), store_private=False,
                               test_images=200, seed=args.seed)
+    if cache.exists():
+        saved = torch.load(cache, weights_only=True)
+        return {"states": saved["states"], "accuracy": saved["accuracy"], "config": config}
     federation = Federation(config)
     states = {0: {k: v.clone() for k, v in federation.model.state_dict().items()}}
     accuracy = {}
@@ -86,10 +87,9 @@ def federation_states(model: str, mode: str, args: argparse.Namespace) -> dict:
     federation.run(on_round=keep, progress=False, log=lambda _: None)
     print(f"federation {model} {mode}: test accuracy {accuracy} "
           f"({time.monotonic() - started:.0f} s)", flush=True)
-    result = {"states": states, "accuracy": accuracy, "config": config}
     cache.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(result, cache)
-    return result
+    torch.save({"states": states, "accuracy": accuracy}, cache)
+    return {"states": states, "accuracy": accuracy, "config": config}
 
 
 def draw_batch(data: ImageDataset, size: int, distribution: str,
@@ -125,7 +125,10 @@ def score_methods(model: torch.nn.Module, batch: PrivateBatch, *, mode: str,
     return scores
 
 
-def label_grid(args: argparse.Namespace) -> tuple[list[dict], dict]:
+def label_grid(args: argparse.Namespace, save: Callable[[list[dict], dict], None]
+               ) -> tuple[list[dict], dict]:
+    """Every cell of the grid; ``save`` is called with the rows so far after each round's
+    cells, so an interrupted run keeps what it measured."""
     data = load_dataset("default", split="train")
     rows, accuracy = [], {}
     for model_name in MODELS:
@@ -152,6 +155,7 @@ def label_grid(args: argparse.Namespace) -> tuple[list[dict], dict]:
                                                  "existence": existence, "number": number})
                 print(f"{model_name} {mode} round {round_index}: "
                       f"{time.monotonic() - started:.0f} s", flush=True)
+                save(rows, accuracy)
     return rows, accuracy
 
 
@@ -283,7 +287,15 @@ def main() -> None:
     for key, value in SETTINGS["quick" if args.quick else "full"].items():
         setattr(args, key, value)
     started = time.monotonic()
-    rows, accuracy = label_grid(args)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+
+    def save(rows: list[dict], accuracy: dict, psnr: list[dict] | None = None) -> None:
+        (out / "results.json").write_text(json.dumps(
+            {"settings": vars(args), "labels": rows, "psnr": psnr or [],
+             "federation_accuracy": accuracy}, indent=1, default=str))
+
+    rows, accuracy = label_grid(args, save)
     print_grid(rows)
     target_untrained(rows)
     target_fedavg(rows)
@@ -292,11 +304,7 @@ def main() -> None:
         print_psnr(psnr)
     print(f"\nfederation test accuracy: {json.dumps(accuracy)}")
     print(f"total {time.monotonic() - started:.0f} s")
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "results.json").write_text(json.dumps(
-        {"settings": {k: v for k, v in vars(args).items()}, "labels": rows, "psnr": psnr,
-         "federation_accuracy": accuracy}, indent=1, default=str))
+    save(rows, accuracy, psnr)
 
 
 if __name__ == "__main__":
