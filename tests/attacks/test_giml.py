@@ -10,7 +10,7 @@ from gradinv.fl import compute_update, observe
 from gradinv.models import build_model
 from gradinv.priors import load_prior
 from gradinv.attacks import giml
-from gradinv.attacks.giml import (GIMLConfig, adapt_to_observation, learn_prior, mean_copy,
+from gradinv.attacks.giml import (GIMLConfig, adapt_to_observations, learn_prior, mean_copy,
                                   meta_step, untrained_generator)
 from gradinv.priors import Prior
 from gradinv.types import GradinvError, ThreatModel
@@ -58,7 +58,8 @@ def test_tiny_giml_run_gives_a_prior_gias_can_use(observed, tmp_path):
 
 def test_a_meta_batch_moves_g_towards_the_mean_of_its_adapted_copies(observed, tmp_path):
     """Two updates per meta step: the step is the plain meta step towards the mean of the
-    copies adapted to each (with the seeds of their places in the sequence)."""
+    copies adapted to each; updates of one round are adapted in one batched pass, and each
+    gets the copy it gets alone."""
     model, obs = observed
     config = GIMLConfig(**{**TINY, "meta_batch": 2, "steps": 1})
     path = learn_prior(model, obs, (1, 16, 16), config, tmp_path / "run", progress=False)
@@ -67,9 +68,14 @@ def test_a_meta_batch_moves_g_towards_the_mean_of_its_adapted_copies(observed, t
     gen = untrained_generator(config, channels=1)
     optimiser = torch.optim.Adam(gen.parameters(), lr=config.meta_lr)
     prior = Prior(gen, config.latent_dim, (-1.0, 1.0), "giml")
-    copies = [adapt_to_observation(prior, model, obs[t], (1, 16, 16), config,
-                                   seed=config.seed * 1_000_003 + t,
-                                   device=torch.device("cpu"))[0] for t in (0, 1)]
+    cpu = torch.device("cpu")
+    copies = [c for c, _, _ in adapt_to_observations(prior, model, obs[:2], (1, 16, 16), config,
+                                                      seed=0, device=cpu)]
+    alone = [adapt_to_observations(prior, model, [o], (1, 16, 16), config, seed=0,
+                                   device=cpu)[0][0] for o in obs[:2]]
+    for together, own in zip(copies, alone):
+        for k in own:
+            torch.testing.assert_close(together[k], own[k], rtol=1e-4, atol=1e-6)
     meta_step(gen, mean_copy(copies), optimiser)
     # generator.pt keeps float16 weights
     assert all(torch.equal(learned[k], v.half() if v.is_floating_point() else v)
@@ -95,19 +101,19 @@ def test_interrupted_and_resumed_equals_uninterrupted(observed, tmp_path, monkey
     config = GIMLConfig(**TINY, meta_batch=meta_batch, steps=4)
     whole = learn_prior(model, obs, (1, 16, 16), config, tmp_path / "whole", progress=False)
 
-    real = giml.adapt_to_observation
+    real = giml.adapt_to_observations
     calls = {"n": 0}
 
     def interrupted(*args, **kwargs):
         calls["n"] += 1
-        if calls["n"] == 3 * meta_batch:  # after the checkpoint at step 2, during step 3
+        if calls["n"] == 3:  # after the checkpoint at step 2, during step 3
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(giml, "adapt_to_observation", interrupted)
+    monkeypatch.setattr(giml, "adapt_to_observations", interrupted)
     with pytest.raises(KeyboardInterrupt):
         learn_prior(model, obs, (1, 16, 16), config, tmp_path / "split", progress=False)
-    monkeypatch.setattr(giml, "adapt_to_observation", real)
+    monkeypatch.setattr(giml, "adapt_to_observations", real)
     resumed = learn_prior(model, obs, (1, 16, 16), config, tmp_path / "split", progress=False,
                           log=lambda _: None)
     a = torch.load(whole, weights_only=True)["state_dict"]

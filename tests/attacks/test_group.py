@@ -35,14 +35,16 @@ def _same(alone, together, batched):
         assert b.restart_costs == pytest.approx(a.restart_costs, rel=1e-4, abs=1e-7)
         assert b.loss_history == pytest.approx(a.loss_history, rel=1e-4, abs=1e-7)
         assert b.extras.get("batched_updates") == batched
+        assert b.extras.get("latent_costs", []) == pytest.approx(
+            a.extras.get("latent_costs", []), rel=1e-4, abs=1e-7)
 
 
-@pytest.mark.parametrize("attack", ["gi", "gi-z"])
+@pytest.mark.parametrize("attack", ["gi", "gi-z", "gias"])
 def test_the_clients_of_a_round_in_one_pass_get_what_each_gets_alone(default_data, attack):
     model = build_model("lenet", channels=1, image_size=16, seed=0)
     observations = _round(default_data, model)
     settings = {"iterations": 12, "restarts": 2, "compile": "off",
-                **({"prior": _prior()} if attack == "gi-z" else {})}
+                **({"prior": _prior()} if attack != "gi" else {})}
     chosen = create(attack, **settings)
     alone = [chosen.reconstruct(model, o, image_shape=SHAPE, seed=3, progress=False)
              for o in observations]

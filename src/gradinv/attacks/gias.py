@@ -17,6 +17,8 @@ iterations) 1e-3 gave 13.6 dB and 1e-4 gave 16.4 dB, hence the default 1e-4 here
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 from torch.func import functional_call, vmap
@@ -25,7 +27,8 @@ from ..optim import OptimisationResult, optimise_restarts
 from ..priors import Prior
 from ..checks import GradinvError
 from ..types import Reconstruction
-from .base import Attack, Target, check_hyperparameters, pick_winner, register
+from .base import Attack, Target, check_hyperparameters, register
+from .group import TargetGroup, invert_in_groups
 from .labels import AUTO
 from .gi_z import GIz, resolve_prior
 from .objectives import total_variation
@@ -67,11 +70,22 @@ class GIAS(Attack):
 
     def invert(self, target: Target, *, image_shape: tuple[int, int, int], seed: int,
                device: torch.device, progress: bool) -> Reconstruction:
-        stage1 = self.latent_search.search(target, image_shape, seed, device, progress)
+        return self.invert_group(TargetGroup([target], self.top_k), image_shape=image_shape,
+                                 seed=seed, device=device, progress=progress)[0]
+
+    def invert_many(self, targets: Sequence[Target], *, image_shape: tuple[int, int, int],
+                    seed: int, device: torch.device, progress: bool) -> list[Reconstruction]:
+        return invert_in_groups(self.invert_group, targets, self.top_k, image_shape=image_shape,
+                                seed=seed, device=device, progress=progress)
+
+    def invert_group(self, group: TargetGroup, *, image_shape: tuple[int, int, int], seed: int,
+                     device: torch.device, progress: bool) -> list[Reconstruction]:
+        """Both stages for every client of ``group`` x ``restarts`` (rows client-major)."""
+        stage1 = self.latent_search.search_group(group, image_shape, seed, device, progress)
         z = stage1.variables["z"]
         stage2 = adapt_generator(
-            self.prior, target, z, image_shape, iterations=self.iterations, lr=self.lr,
-            tv=self.tv, distance=self.distance, bn=self.bn_stats, cost=self.cost, top_k=self.top_k,
+            self.prior, group, z, image_shape, iterations=self.iterations, lr=self.lr,
+            tv=self.tv, distance=self.distance, bn=self.bn_stats, cost=self.cost,
             signed=self.signed, per_image=True, batched=self.batched, compile=self.compile,
             label=self.name, progress=progress)
         buffers = {k: v.detach() for k, v in self.prior.generator.named_buffers()}
@@ -81,16 +95,19 @@ class GIAS(Attack):
                               buffers, z[r], batched=self.batched)
                 for r in range(len(z))])
         images = self.prior.to_model_input(raw, image_shape[-1], image_shape[0])
-        return pick_winner(target, images, stage2.matching_costs, stage1.history + stage2.history,
-                           self.name, latent_iterations=self.latent_search.iterations,
-                           latent_costs=[float(c) for c in stage1.matching_costs],
-                           execution={self.latent_search.name: stage1.execution.to_json(),
-                                      self.name: stage2.execution.to_json()})
+        latent_costs = stage1.matching_costs
+        return group.winners(
+            images, stage2.matching_costs, torch.cat([stage1.row_history, stage2.row_history]),
+            self.name, per_client=lambda rows: {
+                "latent_costs": [float(c) for c in latent_costs[rows]]},
+            latent_iterations=self.latent_search.iterations,
+            execution={self.latent_search.name: stage1.execution.to_json(),
+                       self.name: stage2.execution.to_json()})
 
 
 def adapt_generator(
     prior: Prior,
-    target: Target,
+    group: TargetGroup,
     z: torch.Tensor,
     image_shape: tuple[int, int, int],
     *,
@@ -100,7 +117,6 @@ def adapt_generator(
     distance: float = 0.0,
     bn: float = 0.0,
     cost: str = "cosine",
-    top_k: int | None = None,
     signed: bool = False,
     per_image: bool = True,
     batched: bool = True,
@@ -108,33 +124,35 @@ def adapt_generator(
     label: str = "generator stage",
     progress: bool = True,
 ) -> OptimisationResult:
-    """GIAS's generator stage: fit copies of G, started at G's weights, to one observed update
-    with the latent codes ``z`` (restarts, images, latent_dim) held fixed.
+    """GIAS's generator stage: fit copies of G, started at G's weights, to the observed
+    updates of ``group`` (one, or the clients of a round: rows client-major) with the latent
+    codes ``z`` (rows, images, latent_dim) held fixed.
 
-    ``per_image=True`` gives every image its own copy (GIAS); ``False`` gives each restart one
+    ``per_image=True`` gives every image its own copy (GIAS); ``False`` gives each row one
     copy shared by its images (GIML's adaptation step). The result's variables are the copies,
-    shaped (restarts, images or 1, *parameter shape). ``bn`` weighs the BatchNorm-statistics
+    shaped (rows, images or 1, *parameter shape). ``bn`` weighs the BatchNorm-statistics
     prior (``Target.bn_prior``; no effect when the statistics were not observed).
     """
     gen = prior.generator
     pretrained = {k: v.detach() for k, v in gen.named_parameters()}
     buffers = {k: v.detach() for k, v in gen.named_buffers()}
-    match = target.matching_cost(cost, top_k)
+    match = group.matching_cost(cost)
 
     def cost_fn(v, fixed):
         raw = render_copies(gen, v, buffers, fixed["z"], batched=batched)
         images = prior.to_model_input(raw, image_shape[-1], image_shape[0])
-        matching = match(images, target.labels)
-        total = matching + tv * total_variation(images) + target.bn_prior(images, bn)
+        matching = match(images, fixed)
+        total = matching + tv * total_variation(images) + group.bn_prior(images, bn)
         if distance:
             total = total + distance * sum((v[k] - pretrained[k]).pow(2).sum() for k in v)
         return total, matching
 
-    restarts, batch = z.shape[:2]
-    copies_per_restart = batch if per_image else 1
-    copies = {k: p.expand(restarts, copies_per_restart, *p.shape).clone()
+    rows, batch = z.shape[:2]
+    copies_per_row = batch if per_image else 1
+    copies = {k: p.expand(rows, copies_per_row, *p.shape).clone()
               for k, p in pretrained.items()}
-    return optimise_restarts(copies, cost_fn, fixed={"z": z}, iterations=iterations, lr=lr,
+    fixed = {"z": z, **group.inputs(rows // len(group.targets))}
+    return optimise_restarts(copies, cost_fn, fixed=fixed, iterations=iterations, lr=lr,
                              signed=signed, batched=batched, compile=compile, label=label,
                              progress=progress)
 

@@ -15,7 +15,9 @@ every observed update used for learning:
 With ``meta_batch`` M > 1 (the paper and the official code use 1), a meta step adapts a copy to
 each of M consecutive updates and moves G towards their mean (Reptile over a batch of tasks,
 averaged): one meta step per M updates, a smoother direction, and a pass over the record in
-1/M of the meta steps.
+1/M of the meta steps. Consecutive updates are mostly the clients of one round, which share
+the broadcast weights: their searches and adaptations run as one batched pass
+(``attacks.group``), so a meta-batch costs little more than one update on a GPU.
 
 The adapted copy is **shared by the images of an update**, as in the official code, not one
 copy per image as in GIAS's attack: the meta-learner wants weights from which one short
@@ -49,6 +51,7 @@ from ..types import Observation
 from .base import prepare_target
 from .gi_z import GIz
 from .gias import adapt_generator
+from .group import TargetGroup, stackable_groups
 
 
 @dataclass(frozen=True)
@@ -138,23 +141,36 @@ def _distance(params: dict[str, torch.Tensor], other: dict[str, torch.Tensor]) -
     return float(sum((params[k].detach() - other[k]).pow(2).sum() for k in params))
 
 
-def adapt_to_observation(prior: Prior, model: nn.Module, observation: Observation,
-                         image_shape: tuple[int, int, int], config: GIMLConfig, *, seed: int,
-                         device: torch.device) -> tuple[dict[str, torch.Tensor], float, float]:
-    """Latent search then one shared adapted copy G' for one observed update.
+def adapt_to_observations(prior: Prior, model: nn.Module, observations: Sequence[Observation],
+                          image_shape: tuple[int, int, int], config: GIMLConfig, *, seed: int,
+                          device: torch.device
+                          ) -> list[tuple[dict[str, torch.Tensor], float, float]]:
+    """Latent search then one shared adapted copy G' per observed update; the updates of one
+    round (a meta-batch's usual members) are searched and adapted in one batched pass
+    (``attacks.group``), all from ``seed``.
 
-    Returns G' (the best restart's), and the matching cost after the search and after adapting.
+    Returns, per update: G' (its best restart's), and the matching cost after the search and
+    after adapting.
     """
-    target = prepare_target(model, observation, image_shape=image_shape, device=device)
+    targets = [prepare_target(model, o, image_shape=image_shape, device=device)
+               for o in observations]
     search = GIz(prior=prior, iterations=config.latent_iterations, lr=config.latent_lr,
                  restarts=config.restarts, tv=config.tv, latent_norm=config.latent_norm)
-    stage1 = search.search(target, image_shape, seed, device, progress=False)
-    stage2 = adapt_generator(prior, target, stage1.variables["z"], image_shape,
-                             iterations=config.adapt_iterations, lr=config.adapt_lr, tv=config.tv,
-                             per_image=False, progress=False)
-    best = int(stage2.matching_costs.nan_to_num(nan=float("inf")).argmin())
-    adapted = {k: v[best, 0].detach() for k, v in stage2.variables.items()}
-    return adapted, float(stage1.matching_costs[best]), float(stage2.matching_costs[best])
+    found = {}
+    for indices in stackable_groups(targets):
+        group = TargetGroup([targets[i] for i in indices])
+        stage1 = search.search_group(group, image_shape, seed, device, progress=False)
+        stage2 = adapt_generator(prior, group, stage1.variables["z"], image_shape,
+                                 iterations=config.adapt_iterations, lr=config.adapt_lr,
+                                 tv=config.tv, per_image=False, progress=False)
+        costs = stage2.matching_costs.nan_to_num(nan=float("inf"))
+        for c, i in enumerate(indices):
+            rows = slice(c * config.restarts, (c + 1) * config.restarts)
+            best = c * config.restarts + int(costs[rows].argmin())
+            adapted = {k: v[best, 0].detach() for k, v in stage2.variables.items()}
+            found[i] = (adapted, float(stage1.matching_costs[best]),
+                        float(stage2.matching_costs[best]))
+    return [found[i] for i in range(len(targets))]
 
 
 def learn_prior(
@@ -205,10 +221,9 @@ def learn_prior(
             started = time.monotonic()
             tasks = range(step * config.meta_batch, (step + 1) * config.meta_batch)
             chosen = [observations[t % len(observations)] for t in tasks]
-            results = [adapt_to_observation(prior, model, observation, image_shape, config,
-                                            seed=config.seed * 1_000_003 + t, device=device)
-                       for t, observation in zip(tasks, chosen)]
-            copies, latent_costs, adapted_costs = zip(*results)
+            copies, latent_costs, adapted_costs = zip(*adapt_to_observations(
+                prior, model, chosen, image_shape, config, seed=config.seed * 1_000_003 + step,
+                device=device))
             before, after = meta_step(generator, mean_copy(copies), optimiser)
             adapted_cost = sum(adapted_costs) / len(adapted_costs)
             record = MetaStep(step + 1, [(o.round, o.client_id) for o in chosen],

@@ -106,9 +106,10 @@ class TargetGroup:
         return per_restart.repeat(len(self.targets), *[1] * (per_restart.dim() - 1))
 
     def winners(self, images: torch.Tensor, costs: torch.Tensor, row_history: torch.Tensor,
-                attack: str, **extras: object) -> list[Reconstruction]:
+                attack: str, per_client: Callable[[slice], dict] | None = None,
+                **extras: object) -> list[Reconstruction]:
         """Each client's best restart (``pick_winner`` over its rows); ``row_history`` is
-        [iterations, rows]."""
+        [iterations, rows]; ``per_client(rows)``: extras of the client of those rows."""
         restarts = len(costs) // len(self.targets)
         if len(self.targets) > 1:
             extras = {**extras, "batched_updates": len(self.targets)}
@@ -116,8 +117,9 @@ class TargetGroup:
         for c, target in enumerate(self.targets):
             rows = slice(c * restarts, (c + 1) * restarts)
             history = row_history[:, rows].amin(1).tolist()
+            own = per_client(rows) if per_client else {}
             found.append(pick_winner(target, images[rows], costs[rows], history, attack,
-                                     **extras))
+                                     **extras, **own))
         return found
 
 

@@ -47,7 +47,7 @@ class LeakageAuditConfig(RecordAttackConfig):
     rounds: tuple[int, ...] | None = None
     clients: tuple[int, ...] | None = None
     max_updates: int | None = None
-    # The chosen clients of a round attacked together: the attacks that can (GI, GI-z) match
+    # The chosen clients of a round attacked together: the attacks that can (GI, GI-z, GIAS) match
     # them in one batched pass (clients x restarts); False: one update after the other.
     batch_updates: bool = True
 

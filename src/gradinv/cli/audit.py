@@ -68,7 +68,7 @@ def add_audit_parser(sub) -> None:
     p.add_argument("--sequential-updates", action="store_true",
                    help="attack the updates one after the other (default: the chosen clients "
                    "of a round together, matched in one batched pass by the attacks that can: "
-                   "gi, gi-z)")
+                   "gi, gi-z, gias)")
     add_backend_arguments(p, "round's updates (one update with --sequential-updates)")
     p.add_argument("--seed", type=int, default=0, help="seed of the attacks' random starts "
                    "(default 0)")
