@@ -1,5 +1,5 @@
-"""gradinv audit attacks the clients of a round in one batched pass (GI, GI-z), each getting
-what it gets alone; --sequential-updates attacks them one after the other."""
+"""gradinv audit --batch-updates on attacks the clients of a round in one batched pass (GI,
+GI-z, GIAS), each getting what it gets alone; off (auto on a CPU) one after the other."""
 import json
 from pathlib import Path
 
@@ -24,9 +24,9 @@ def _updates(out):
 def test_a_rounds_clients_in_one_pass_score_as_one_by_one(tmp_path):
     record = tmp_path / "r"
     assert main([*SIMULATE, "--record", str(record)]) == 0
-    assert main(["audit", str(record), *AUDIT, "--out", str(tmp_path / "together")]) == 0
-    assert main(["audit", str(record), *AUDIT, "--sequential-updates", "--out",
-                 str(tmp_path / "apart")]) == 0
+    assert main(["audit", str(record), *AUDIT, "--batch-updates", "on", "--out",
+                 str(tmp_path / "together")]) == 0
+    assert main(["audit", str(record), *AUDIT, "--out", str(tmp_path / "apart")]) == 0
     folder, together, lines = _updates(tmp_path / "together")
     _, apart, _ = _updates(tmp_path / "apart")
     assert together.keys() == apart.keys() and len(together) == 2 * 3 * 2

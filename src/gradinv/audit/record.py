@@ -26,8 +26,9 @@ from pathlib import Path
 from statistics import fmean, stdev
 
 import numpy as np
+import torch
 
-from ..checks import GradinvError, check_bool, check_int, one_line
+from ..checks import GradinvError, check_choice, check_int, one_line
 from ..files import append_lines
 from ..progress import Progress
 from ..record.format import Entry, Record, RecordMeta, open_record, read_jsonl
@@ -47,13 +48,15 @@ class LeakageAuditConfig(RecordAttackConfig):
     rounds: tuple[int, ...] | None = None
     clients: tuple[int, ...] | None = None
     max_updates: int | None = None
-    # The chosen clients of a round attacked together: the attacks that can (GI, GI-z, GIAS) match
-    # them in one batched pass (clients x restarts); False: one update after the other.
-    batch_updates: bool = True
+    # "on": the chosen clients of a round attacked together, the attacks that can (GI, GI-z,
+    # GIAS) matching them in one batched pass (clients x restarts); "off": one update after the
+    # other; "auto": on on a GPU, off on a CPU (where a larger batch is compute-bound and not
+    # faster: benchmarks/RESULTS.md).
+    batch_updates: str = "auto"
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_bool("batch_updates", self.batch_updates)
+        check_choice("batch_updates", self.batch_updates, BATCH_UPDATES)
         for name in ("rounds", "clients"):
             value = getattr(self, name)
             if value is not None:
@@ -159,14 +162,23 @@ class RoundTask:
     model: UserModel | None = None
 
 
+BATCH_UPDATES = ("auto", "on", "off")
+
+
+def batches_updates(setting: str, device: torch.device) -> bool:
+    """Whether ``batch_updates`` (``BATCH_UPDATES``) attacks a round's updates together on
+    ``device``."""
+    return setting == "on" or (setting == "auto" and device.type == "cuda")
+
+
 def round_tasks(config: LeakageAuditConfig, entries: list[Entry], runs_dir: str | None,
-                model: UserModel | None) -> list[RoundTask]:
-    """The updates to attack as units: the clients of each round together when
-    ``config.batch_updates``, else one update per unit; in the order recorded."""
+                model: UserModel | None, together: bool) -> list[RoundTask]:
+    """The updates to attack as units: the clients of each round together (``together``),
+    else one update per unit; in the order recorded."""
     by_round: dict[int, list[int]] = {}
     for e in entries:
         by_round.setdefault(e.round, []).append(e.client_id)
-    groups = [(r, tuple(cs)) for r, cs in by_round.items()] if config.batch_updates else [
+    groups = [(r, tuple(cs)) for r, cs in by_round.items()] if together else [
         (e.round, (e.client_id,)) for e in entries]
     return [RoundTask(config, r, cs, runs_dir, model) for r, cs in groups]
 
@@ -212,7 +224,7 @@ def run_leakage_audit(config: LeakageAuditConfig, *, out: str | Path | None = "r
     audit folder as it ends, and an unfinished audit of the same settings and record under
     ``out`` is resumed, its attacked updates skipped."""
     check_int("workers", workers, low=1, high=1024)
-    _, chosen, record, _ = prepare_record_attacks(config, out, model)  # checked before any run
+    device, chosen, record, _ = prepare_record_attacks(config, out, model)  # checked first
     entries = select_entries(record, config)
     record.observations(entries)  # every file must exist before the walk
     folder = None if out is None else audit_folder(out, config, record, list(chosen), log)
@@ -220,7 +232,8 @@ def run_leakage_audit(config: LeakageAuditConfig, *, out: str | Path | None = "r
     left = [e for e in entries if (e.round, e.client_id) not in lines]
     if folder is not None:  # what an interrupted run left unrecorded is redone
         shutil.rmtree(folder / PENDING, ignore_errors=True)
-    todo = round_tasks(config, left, None if folder is None else str(folder / PENDING), model)
+    todo = round_tasks(config, left, None if folder is None else str(folder / PENDING), model,
+                       batches_updates(config.batch_updates, device))
     bar = Progress(f"audit ({len(entries) - len(left)} of {len(entries)} updates already done)",
                    len(left), enabled=progress, metric="matching cost")
 

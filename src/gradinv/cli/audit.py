@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 
 from ..audit.config import config_from_dict
-from ..audit.record import LeakageAuditConfig, run_leakage_audit
+from ..audit.record import BATCH_UPDATES, LeakageAuditConfig, run_leakage_audit
 from .options import (
     add_attack_settings_arguments,
     add_model_factory_argument,
@@ -27,7 +27,7 @@ def config_from_args(args: argparse.Namespace) -> LeakageAuditConfig:
     values = {name: getattr(args, name) for name in ("record", "attack", "rounds", "clients",
                                                      "max_updates", "model_factory", "seed",
                                                      "device")}
-    values["batch_updates"] = not args.sequential_updates
+    values["batch_updates"] = args.batch_updates
     merge_attack_options(values, args)
     del values["defenses"]  # none is chosen here: --set goes to the attacks
     return config_from_dict(LeakageAuditConfig, values)  # type: ignore[return-value]
@@ -65,11 +65,11 @@ def add_audit_parser(sub) -> None:
                    "clients and rounds")
     p.add_argument("--out", default="runs", help="folder for the audit (an unfinished audit "
                    "of the same settings there is resumed)")
-    p.add_argument("--sequential-updates", action="store_true",
-                   help="attack the updates one after the other (default: the chosen clients "
-                   "of a round together, matched in one batched pass by the attacks that can: "
-                   "gi, gi-z, gias)")
-    add_backend_arguments(p, "round's updates (one update with --sequential-updates)")
+    p.add_argument("--batch-updates", choices=BATCH_UPDATES, default="auto",
+                   help="on: attack the chosen clients of a round together, matched in one "
+                   "batched pass by the attacks that can (gi, gi-z, gias); off: one update "
+                   "after the other; auto (default): on on a GPU, off on a CPU")
+    add_backend_arguments(p, "round's updates (one update unless --batch-updates is on)")
     p.add_argument("--seed", type=int, default=0, help="seed of the attacks' random starts "
                    "(default 0)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
