@@ -16,8 +16,8 @@ With ``meta_batch`` M > 1 (the paper and the official code use 1), a meta step a
 each of M consecutive updates and moves G towards their mean (Reptile over a batch of tasks,
 averaged): one meta step per M updates, a smoother direction, and a pass over the record in
 1/M of the meta steps. Consecutive updates are mostly the clients of one round, which share
-the broadcast weights: their searches and adaptations run as one batched pass
-(``attacks.group``), so a meta-batch costs little more than one update on a GPU.
+the broadcast weights: on a GPU their searches and adaptations run as one batched pass
+(``attacks.group``; on a CPU, where a larger batch is compute-bound, one after the other).
 
 The adapted copy is **shared by the images of an update**, as in the official code, not one
 copy per image as in GIAS's attack: the meta-learner wants weights from which one short
@@ -143,11 +143,11 @@ def _distance(params: dict[str, torch.Tensor], other: dict[str, torch.Tensor]) -
 
 def adapt_to_observations(prior: Prior, model: nn.Module, observations: Sequence[Observation],
                           image_shape: tuple[int, int, int], config: GIMLConfig, *, seed: int,
-                          device: torch.device
+                          device: torch.device, together: bool = True
                           ) -> list[tuple[dict[str, torch.Tensor], float, float]]:
-    """Latent search then one shared adapted copy G' per observed update; the updates of one
-    round (a meta-batch's usual members) are searched and adapted in one batched pass
-    (``attacks.group``), all from ``seed``.
+    """Latent search then one shared adapted copy G' per observed update, all from ``seed``;
+    ``together``: the updates of one round (a meta-batch's usual members) are searched and
+    adapted in one batched pass (``attacks.group``), else one after the other.
 
     Returns, per update: G' (its best restart's), and the matching cost after the search and
     after adapting.
@@ -157,7 +157,8 @@ def adapt_to_observations(prior: Prior, model: nn.Module, observations: Sequence
     search = GIz(prior=prior, iterations=config.latent_iterations, lr=config.latent_lr,
                  restarts=config.restarts, tv=config.tv, latent_norm=config.latent_norm)
     found = {}
-    for indices in stackable_groups(targets):
+    groups = stackable_groups(targets) if together else [[i] for i in range(len(targets))]
+    for indices in groups:
         group = TargetGroup([targets[i] for i in indices])
         stage1 = search.search_group(group, image_shape, seed, device, progress=False)
         stage2 = adapt_generator(prior, group, stage1.variables["z"], image_shape,
@@ -223,7 +224,7 @@ def learn_prior(
             chosen = [observations[t % len(observations)] for t in tasks]
             copies, latent_costs, adapted_costs = zip(*adapt_to_observations(
                 prior, model, chosen, image_shape, config, seed=config.seed * 1_000_003 + step,
-                device=device))
+                device=device, together=device.type == "cuda"))
             before, after = meta_step(generator, mean_copy(copies), optimiser)
             adapted_cost = sum(adapted_costs) / len(adapted_costs)
             record = MetaStep(step + 1, [(o.round, o.client_id) for o in chosen],
