@@ -8,6 +8,7 @@ from torch import nn
 
 from gradinv.attacks import labels
 from gradinv.attacks.labels import infer_labels
+from gradinv.attacks.labels.base import integer_counts
 from gradinv.checks import GradinvError
 from gradinv.fl import compute_update, observe
 from gradinv.metrics import label_accuracy, label_existence_accuracy
@@ -113,6 +114,17 @@ def test_label_method_contract(method, cases):
         assert runs[0].method == method
         for k, v in model.state_dict().items():
             assert torch.equal(v, before[k])
+
+
+@pytest.mark.parametrize("estimate, counts", [
+    ([2.4, 0.9, -0.3, 0.7], [2, 1, 0, 1]),
+    ([1e15, 3.0, float("nan"), -1e15], [2, 2, 0, 0]),  # ill-conditioned: 1e15 counts as 4
+    ([float("inf"), float("inf"), 0.0, 0.0], [2, 2, 0, 0]),
+    ([float("nan")] * 4, [1, 1, 1, 1]),  # nothing known: spread evenly
+])
+def test_integer_counts_sum_to_the_batch_whatever_the_estimate(estimate, counts):
+    got = integer_counts(torch.tensor(estimate, dtype=torch.float64), 4)
+    assert got.tolist() == counts
 
 
 def test_auto_picks_rlu_and_falls_back_to_the_counting_rule():

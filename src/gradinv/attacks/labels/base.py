@@ -135,8 +135,10 @@ def integer_counts(estimate: torch.Tensor, total: int) -> torch.Tensor:
     """The non-negative integer counts summing to ``total`` closest to a real ``estimate``:
     negative entries count as zero (scaled up to ``total`` when the rest falls short, so no
     image goes to a class estimated absent), round, then add (remove) one image at a time
-    where the estimate exceeds (falls short of) the count most."""
-    target = estimate.double().clamp(min=0)
+    where the estimate exceeds (falls short of) the count most. An estimate beyond ``total``
+    counts as ``total`` and a NaN as zero: an ill-conditioned solve (a trained model's
+    near-zero bias update) must not set the loop counting down from 1e15."""
+    target = estimate.double().nan_to_num(nan=0.0, posinf=total, neginf=0.0).clamp(0, total)
     if 0 < target.sum() < total:
         target = target * (total / target.sum())
     counts = target.round().long()
