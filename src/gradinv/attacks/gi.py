@@ -14,15 +14,13 @@ statistics, ``bn_stats`` weighs the BN prior of Yin et al. (CVPR 2021, ``Target.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 
 from ..checks import check_choice
 from ..optim import optimise_restarts
 from ..types import Reconstruction
-from .base import Attack, Target, check_hyperparameters, register, restart_generator
-from .group import TargetGroup, invert_in_groups
+from .base import check_hyperparameters, register, restart_generator
+from .group import GroupedAttack, TargetGroup
 from .labels import AUTO
 from .objectives import total_variation
 
@@ -34,7 +32,7 @@ INITS = {
 
 
 @register
-class GI(Attack):
+class GI(GroupedAttack):
     name = "gi"
     summary = "Geiping et al. 2020: pixels, cosine cost, TV prior, signed Adam, batched restarts"
 
@@ -50,16 +48,6 @@ class GI(Attack):
         self.bn_stats = bn_stats
         self.cost, self.top_k, self.signed, self.batched = cost, top_k, signed, batched
         self.compile = compile
-
-    def invert(self, target: Target, *, image_shape: tuple[int, int, int], seed: int,
-               device: torch.device, progress: bool) -> Reconstruction:
-        return self.invert_group(TargetGroup([target], self.top_k), image_shape=image_shape,
-                                 seed=seed, device=device, progress=progress)[0]
-
-    def invert_many(self, targets: Sequence[Target], *, image_shape: tuple[int, int, int],
-                    seed: int, device: torch.device, progress: bool) -> list[Reconstruction]:
-        return invert_in_groups(self.invert_group, targets, self.top_k, image_shape=image_shape,
-                                seed=seed, device=device, progress=progress)
 
     def invert_group(self, group: TargetGroup, *, image_shape: tuple[int, int, int], seed: int,
                      device: torch.device, progress: bool) -> list[Reconstruction]:

@@ -9,16 +9,14 @@ images (or an estimate), labels (or inferred) and a generator trained on similar
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 
 from ..optim import OptimisationResult, optimise_restarts
 from ..priors import Prior, load_prior
 from ..checks import GradinvError
 from ..types import Reconstruction
-from .base import Attack, Target, check_hyperparameters, register, restart_generator
-from .group import TargetGroup, invert_in_groups
+from .base import check_hyperparameters, register, restart_generator
+from .group import GroupedAttack, TargetGroup
 from .labels import AUTO
 from .objectives import total_variation
 
@@ -34,7 +32,7 @@ def resolve_prior(prior: Prior | str, attack: str) -> Prior:
 
 
 @register
-class GIz(Attack):
+class GIz(GroupedAttack):
     name = "gi-z"
     summary = "Kim et al. 2021: search the latent code of a frozen pretrained generator"
 
@@ -51,16 +49,6 @@ class GIz(Attack):
         self.latent_norm, self.cost, self.top_k = latent_norm, cost, top_k
         self.signed, self.batched, self.compile = signed, batched, compile
 
-    def invert(self, target: Target, *, image_shape: tuple[int, int, int], seed: int,
-               device: torch.device, progress: bool) -> Reconstruction:
-        return self.invert_group(TargetGroup([target], self.top_k), image_shape=image_shape,
-                                 seed=seed, device=device, progress=progress)[0]
-
-    def invert_many(self, targets: Sequence[Target], *, image_shape: tuple[int, int, int],
-                    seed: int, device: torch.device, progress: bool) -> list[Reconstruction]:
-        return invert_in_groups(self.invert_group, targets, self.top_k, image_shape=image_shape,
-                                seed=seed, device=device, progress=progress)
-
     def invert_group(self, group: TargetGroup, *, image_shape: tuple[int, int, int], seed: int,
                      device: torch.device, progress: bool) -> list[Reconstruction]:
         """Every client of ``group`` x ``restarts`` latent searches in one loop."""
@@ -69,15 +57,11 @@ class GIz(Attack):
         return group.winners(images, result.matching_costs, result.row_history, self.name,
                              execution={self.name: result.execution.to_json()})
 
-    def search(self, target: Target, image_shape: tuple[int, int, int], seed: int,
-               device: torch.device, progress: bool) -> OptimisationResult:
-        """Optimise z for every restart; returns per-restart latents and matching costs."""
-        return self.search_group(TargetGroup([target], self.top_k), image_shape, seed, device,
-                                 progress)
-
     def search_group(self, group: TargetGroup, image_shape: tuple[int, int, int], seed: int,
                      device: torch.device, progress: bool) -> OptimisationResult:
-        """``search`` for every client of ``group`` (rows client-major, ``TargetGroup``)."""
+        """Optimise z for every client of ``group`` x ``restarts`` (rows client-major,
+        ``TargetGroup``); returns every row's latents and matching cost (GIAS's and GIML's
+        first stage too)."""
         self.prior.to(device)
         match = group.matching_cost(self.cost)
 

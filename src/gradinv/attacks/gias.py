@@ -17,8 +17,6 @@ iterations) 1e-3 gave 13.6 dB and 1e-4 gave 16.4 dB, hence the default 1e-4 here
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 from torch import nn
 from torch.func import functional_call, vmap
@@ -27,15 +25,15 @@ from ..optim import OptimisationResult, optimise_restarts
 from ..priors import Prior
 from ..checks import GradinvError
 from ..types import Reconstruction
-from .base import Attack, Target, check_hyperparameters, register
-from .group import TargetGroup, invert_in_groups
+from .base import check_hyperparameters, register
+from .group import GroupedAttack, TargetGroup
 from .labels import AUTO
 from .gi_z import GIz, resolve_prior
 from .objectives import total_variation
 
 
 @register
-class GIAS(Attack):
+class GIAS(GroupedAttack):
     name = "gias"
     summary = "Kim et al. 2021: GI-z, then per-image fine-tuning of the generator's parameters"
 
@@ -67,16 +65,6 @@ class GIAS(Attack):
         self.bn_stats = bn_stats
         self.cost, self.top_k, self.signed, self.batched = cost, top_k, signed, batched
         self.compile = compile
-
-    def invert(self, target: Target, *, image_shape: tuple[int, int, int], seed: int,
-               device: torch.device, progress: bool) -> Reconstruction:
-        return self.invert_group(TargetGroup([target], self.top_k), image_shape=image_shape,
-                                 seed=seed, device=device, progress=progress)[0]
-
-    def invert_many(self, targets: Sequence[Target], *, image_shape: tuple[int, int, int],
-                    seed: int, device: torch.device, progress: bool) -> list[Reconstruction]:
-        return invert_in_groups(self.invert_group, targets, self.top_k, image_shape=image_shape,
-                                seed=seed, device=device, progress=progress)
 
     def invert_group(self, group: TargetGroup, *, image_shape: tuple[int, int, int], seed: int,
                      device: torch.device, progress: bool) -> list[Reconstruction]:

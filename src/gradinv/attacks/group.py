@@ -15,6 +15,7 @@ larger batch.
 """
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -22,7 +23,7 @@ import torch
 
 from ..checks import GradinvError
 from ..types import Params, Reconstruction
-from .base import Target, pick_winner
+from .base import Attack, Target, pick_winner
 from .objectives import COSTS, top_k_layers
 
 Inputs = dict[str, torch.Tensor]
@@ -147,3 +148,25 @@ def invert_in_groups(invert_group: Callable[..., list[Reconstruction]],
         group = TargetGroup([targets[i] for i in indices], top_k)
         found |= dict(zip(indices, invert_group(group, **search)))
     return [found[i] for i in range(len(targets))]
+
+
+class GroupedAttack(Attack):
+    """An attack whose search runs on a ``TargetGroup``: one update is a group of one, and the
+    updates of a round that can share a pass (``stackable_groups``) share one."""
+
+    top_k: int | None
+
+    def invert(self, target: Target, *, image_shape: tuple[int, int, int], seed: int,
+               device: torch.device, progress: bool) -> Reconstruction:
+        return self.invert_group(TargetGroup([target], self.top_k), image_shape=image_shape,
+                                 seed=seed, device=device, progress=progress)[0]
+
+    def invert_many(self, targets: Sequence[Target], *, image_shape: tuple[int, int, int],
+                    seed: int, device: torch.device, progress: bool) -> list[Reconstruction]:
+        return invert_in_groups(self.invert_group, targets, self.top_k, image_shape=image_shape,
+                                seed=seed, device=device, progress=progress)
+
+    @abstractmethod
+    def invert_group(self, group: TargetGroup, *, image_shape: tuple[int, int, int], seed: int,
+                     device: torch.device, progress: bool) -> list[Reconstruction]:
+        """The attack's search for every update of ``group`` (rows client-major)."""
