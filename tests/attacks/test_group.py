@@ -70,12 +70,14 @@ def test_updates_that_cannot_share_a_pass_are_grouped_apart(default_data):
     model = build_model("lenet", channels=1, image_size=16, seed=0)
     later = build_model("lenet", channels=1, image_size=16, seed=1)  # another round's weights
     fedavg = {"kind": "fedavg", "fedavg": FedAvgConfig(lr=0.1, local_batch_size=1, epochs=1)}
+    train_mode = ThreatModel(labels_known=False, model_mode="train")
     observations = [*_round(default_data, model, clients=2), *_round(default_data, later, 1),
                     *_round(default_data, model, clients=1, size=3),
-                    *_round(default_data, model, clients=1, **fedavg)]
+                    *_round(default_data, model, clients=1, **fedavg),
+                    *_round(default_data, model, clients=1, threat=train_mode, mode="train")]
     targets = [prepare_target(model, o, image_shape=SHAPE, device=torch.device("cpu"))
                for o in observations]
-    assert stackable_groups(targets) == [[0, 1], [2], [3], [4]]
+    assert stackable_groups(targets) == [[0, 1], [2], [3], [4], [5]]
     chosen = create("gi", iterations=6, restarts=1, compile="off")
     alone = [chosen.reconstruct(model, o, image_shape=SHAPE, progress=False)
              for o in observations]

@@ -224,12 +224,8 @@ class Attack(ABC):
         progress: bool = True,
     ) -> Reconstruction:
         """Recover the client's images from ``observation`` (never from the ground truth)."""
-        device = torch.device(device)
-        target = prepare_target(model, observation, image_shape=image_shape, device=device,
-                                infer_missing_labels=self.infers_labels,
-                                label_method=self.label_method)
-        return self.invert(target, image_shape=image_shape, seed=seed, device=device,
-                           progress=progress)
+        return self.reconstruct_many(model, [observation], image_shape=image_shape, seed=seed,
+                                     device=device, progress=progress)[0]
 
     def reconstruct_many(
         self,

@@ -61,7 +61,7 @@ class GIz(GroupedAttack):
                      device: torch.device, progress: bool) -> OptimisationResult:
         """Optimise z for every client of ``group`` x ``restarts`` (rows client-major,
         ``TargetGroup``); returns every row's latents and matching cost (GIAS's and GIML's
-        first stage too)."""
+        first stage too). The layers matched are the group's (its ``top_k``)."""
         self.prior.to(device)
         match = group.matching_cost(self.cost)
 

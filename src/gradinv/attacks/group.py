@@ -5,9 +5,9 @@ through the same model: an attack can optimise candidates for every client and e
 as rows of one vmapped step (clients x restarts) instead of one update after the other. Each
 row carries its client's observed update and labels as per-row inputs (``inputs``); the
 matching cost reads them there. Only updates that would be matched the same way are grouped
-(``stackable_groups``): the same broadcast weights, number of images, FedAvg settings, known
-defenses and matched layers, and no BatchNorm statistics (those are per client and enter the
-prior through hooks, not per-row inputs).
+(``stackable_groups``): the same broadcast weights, model mode, number of images, FedAvg
+settings, known defenses and matched layers, and no BatchNorm statistics (those are per
+client and enter the prior through hooks, not per-row inputs).
 
 Row ``c * R + r`` is client c's restart r, started exactly as restart r of that client alone,
 so a group gives each client the reconstruction it would get alone, up to the rounding of a
@@ -37,6 +37,7 @@ def _same_tensors(a: Params, b: Params) -> bool:
 def _matched_like(a: Target, b: Target, top_k: int | None) -> bool:
     """Whether ``b``'s update is simulated and compared the way ``a``'s is."""
     return (a.bn_stats is None and b.bn_stats is None and a.num_images == b.num_images
+            and a.model.module.training == b.model.module.training
             and a.fedavg == b.fedavg and (a.labels is None) == (b.labels is None)
             and repr(a.defenses and a.defenses.specs) == repr(b.defenses and b.defenses.specs)
             and top_k_layers(a.observed, top_k) == top_k_layers(b.observed, top_k)

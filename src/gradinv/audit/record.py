@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from ..checks import GradinvError, check_choice, check_int, one_line
-from ..files import append_lines
+from ..files import FolderLock, append_lines
 from ..progress import Progress
 from ..record.format import Entry, Record, RecordMeta, open_record, read_jsonl
 from ..report.page import esc, page, paragraph, section, table
@@ -163,6 +163,11 @@ class RoundTask:
 
 
 BATCH_UPDATES = ("auto", "on", "off")
+# Settings that change how an audit runs, not what it computes: an audit resumes across them.
+HOW_IT_RUNS = ("batch_updates",)
+# The most updates of a round attacked in one pass: rows are updates x restarts, and a round of
+# a large federation would not fit in a GPU's memory as one batch.
+MAX_UPDATES_PER_PASS = 8
 
 
 def batches_updates(setting: str, device: torch.device) -> bool:
@@ -173,13 +178,14 @@ def batches_updates(setting: str, device: torch.device) -> bool:
 
 def round_tasks(config: LeakageAuditConfig, entries: list[Entry], runs_dir: str | None,
                 model: UserModel | None, together: bool) -> list[RoundTask]:
-    """The updates to attack as units: the clients of each round together (``together``),
-    else one update per unit; in the order recorded."""
+    """The updates to attack as units: the clients of each round together (``together``; at
+    most ``MAX_UPDATES_PER_PASS`` a unit), else one update per unit; in the order recorded."""
     by_round: dict[int, list[int]] = {}
     for e in entries:
         by_round.setdefault(e.round, []).append(e.client_id)
-    groups = [(r, tuple(cs)) for r, cs in by_round.items()] if together else [
-        (e.round, (e.client_id,)) for e in entries]
+    size = MAX_UPDATES_PER_PASS if together else 1
+    groups = [(r, tuple(cs[i:i + size])) for r, cs in by_round.items()
+              for i in range(0, len(cs), size)]
     return [RoundTask(config, r, cs, runs_dir, model) for r, cs in groups]
 
 
@@ -228,6 +234,15 @@ def run_leakage_audit(config: LeakageAuditConfig, *, out: str | Path | None = "r
     entries = select_entries(record, config)
     record.observations(entries)  # every file must exist before the walk
     folder = None if out is None else audit_folder(out, config, record, list(chosen), log)
+    with nullcontext() if folder is None else FolderLock(folder, "the audit folder"):
+        return _attack_and_summarise(config, record, entries, folder, device, model, workers,
+                                     backend, progress)
+
+
+def _attack_and_summarise(config: LeakageAuditConfig, record: Record, entries: list[Entry],
+                          folder: Path | None, device: torch.device, model: UserModel | None,
+                          workers: int, backend: Backend, progress: bool) -> LeakageResult:
+    """``run_leakage_audit`` once its folder is chosen (and locked)."""
     lines = {} if folder is None else read_updates(folder)
     left = [e for e in entries if (e.round, e.client_id) not in lines]
     if folder is not None:  # what an interrupted run left unrecorded is redone
@@ -261,8 +276,9 @@ def run_leakage_audit(config: LeakageAuditConfig, *, out: str | Path | None = "r
 
 
 RUNS, UPDATES, IDENTITY = "runs", "updates.jsonl", "audit.json"
-# Where workers write an update's run folder; it moves to RUNS when its line is recorded, so
-# an interrupt never leaves a finished folder in RUNS that updates.jsonl does not list.
+# Where workers write an update's run folder; it moves to RUNS as its line is recorded, so an
+# interrupt while workers write (or before their results arrive) leaves no finished folder in
+# RUNS that updates.jsonl does not list; what pending/ holds is redone on resume.
 PENDING = "pending"
 
 
@@ -282,8 +298,9 @@ def audit_folder(out: str | Path, config: LeakageAuditConfig, record: Record,
     """The newest unfinished audit under ``out`` of the same settings and the same record
     (``Record.identity``), to resume; else a new folder."""
     name = f"audit-{'-'.join(attacks)}-{record.meta.model.name}"
+    settings = {k: v for k, v in asdict(config).items() if k not in HOW_IT_RUNS}
     identity = json_safe({"record": str(record.path.resolve()), "record_identity":
-                          record.identity(), "config": asdict(config)})
+                          record.identity(), "config": settings})
     identity = json.loads(json.dumps(identity, default=str))
     for folder in sorted(Path(out).glob(f"*-{name}*"), reverse=True):
         try:

@@ -67,9 +67,11 @@ def add_audit_parser(sub) -> None:
                    "of the same settings there is resumed)")
     p.add_argument("--batch-updates", choices=BATCH_UPDATES, default="auto",
                    help="on: attack the chosen clients of a round together, matched in one "
-                   "batched pass by the attacks that can (gi, gi-z, gias); off: one update "
-                   "after the other; auto (default): on on a GPU, off on a CPU")
-    add_backend_arguments(p, "round's updates (one update unless --batch-updates is on)")
+                   "batched pass (up to 8 at a time) by the attacks that can (gi, gi-z, "
+                   "gias); off: one update after the other; auto (default): on on a GPU, off "
+                   "on a CPU")
+    add_backend_arguments(p, "unit (up to 8 updates of a round when they are batched, else "
+                          "one update)")
     p.add_argument("--seed", type=int, default=0, help="seed of the attacks' random starts "
                    "(default 0)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda (default auto)")
