@@ -118,7 +118,8 @@ def test_label_method_contract(method, cases):
 
 @pytest.mark.parametrize("estimate, counts", [
     ([2.4, 0.9, -0.3, 0.7], [2, 1, 0, 1]),
-    ([1e15, 3.0, float("nan"), -1e15], [2, 2, 0, 0]),  # ill-conditioned: 1e15 counts as 4
+    ([30.0, 5.0, 0.0, 0.0], [4, 0, 0, 0]),  # an over-estimate is trimmed where it is largest
+    ([1e15, 3.0, float("nan"), -1e15], [4, 0, 0, 0]),  # ill-conditioned: scaled down at once
     ([float("inf"), float("inf"), 0.0, 0.0], [2, 2, 0, 0]),
     ([float("nan")] * 4, [1, 1, 1, 1]),  # nothing known: spread evenly
 ])

@@ -131,15 +131,21 @@ def mean_gradient(problem: LabelProblem, update: torch.Tensor) -> torch.Tensor:
     return -update / (problem.observation.fedavg.lr * problem.local_steps)
 
 
+# How far an estimate's sum may exceed the batch before it is scaled down instead of rounded
+# and trimmed image by image (which keeps the trimming's choices for any realistic estimate).
+FAR_TOO_MANY = 100
+
+
 def integer_counts(estimate: torch.Tensor, total: int) -> torch.Tensor:
     """The non-negative integer counts summing to ``total`` closest to a real ``estimate``:
     negative entries count as zero (scaled up to ``total`` when the rest falls short, so no
     image goes to a class estimated absent), round, then add (remove) one image at a time
-    where the estimate exceeds (falls short of) the count most. An estimate beyond ``total``
-    counts as ``total`` and a NaN as zero: an ill-conditioned solve (a trained model's
-    near-zero bias update) must not set the loop counting down from 1e15."""
-    target = estimate.double().nan_to_num(nan=0.0, posinf=total, neginf=0.0).clamp(0, total)
-    if 0 < target.sum() < total:
+    where the estimate exceeds (falls short of) the count most. A NaN counts as zero, and an
+    estimate summing to far more than ``total`` (an ill-conditioned solve: a trained model's
+    near-zero bias update) is scaled down to ``total``, so the loop never counts down one
+    image at a time from 1e15."""
+    target = estimate.double().nan_to_num(nan=0.0, posinf=1e300, neginf=0.0).clamp(min=0)
+    if 0 < target.sum() < total or target.sum() > FAR_TOO_MANY * total:
         target = target * (total / target.sum())
     counts = target.round().long()
     while int(counts.sum()) < total:
