@@ -42,10 +42,11 @@ class GradientMagnitude(LabelMethod):
         return integer_counts(estimate, problem.num_images)
 
 
-def dummy_outputs(problem: LabelProblem, state: dict[str, torch.Tensor] | None = None
-                  ) -> tuple[torch.Tensor, torch.Tensor]:
+def dummy_outputs(problem: LabelProblem, state: dict[str, torch.Tensor] | None = None,
+                  images: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """The classifier's input features and softmax outputs on uniform-noise images (a fixed
-    draw, so the estimate is reproducible), in the model's mode and the round's weights (or
+    draw, so the estimate is reproducible; or ``images``: benchmarks/labels.py probes what
+    images like the client's would give), in the model's mode and the round's weights (or
     ``state``)."""
     observation = problem.observation
     model = FunctionalModel(problem.model, observation.threat.model_mode,
@@ -53,8 +54,9 @@ def dummy_outputs(problem: LabelProblem, state: dict[str, torch.Tensor] | None =
     classifier = dict(model.module.named_modules())[problem.classifier.name]
     seen: list[torch.Tensor] = []
     hook = classifier.register_forward_hook(lambda _m, inputs, _out: seen.append(inputs[0]))
-    images = torch.rand((DUMMY_IMAGES, *problem.image_shape),
-                        generator=torch.Generator().manual_seed(0))
+    if images is None:
+        images = torch.rand((DUMMY_IMAGES, *problem.image_shape),
+                            generator=torch.Generator().manual_seed(0))
     try:
         with torch.no_grad():
             logits = model.module(images.to(next(model.module.parameters()).device))

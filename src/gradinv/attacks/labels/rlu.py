@@ -35,26 +35,34 @@ class LocalUpdates(LabelMethod):
         return bias_missing(problem) or scale_missing(problem)
 
     def counts(self, problem: LabelProblem) -> torch.Tensor:
-        n = problem.num_images
-        gradient = mean_gradient(problem, problem.classifier.bias_update)
-        estimate = n * (trajectory_predictions(problem) - gradient)
-        present = admitted_classes(estimate, proven_present(problem))
-        return integer_counts(fit_to_classes(estimate, present, n), n)
+        return counts_from_predictions(problem, trajectory_predictions(problem))
 
 
-def trajectory_predictions(problem: LabelProblem) -> torch.Tensor:
-    """(K,) the mean softmax on dummy inputs, averaged over evenly spaced local steps t of
-    theta_0 + t/K * delta (FedSGD: the broadcast weights only)."""
+def counts_from_predictions(problem: LabelProblem, predictions: torch.Tensor) -> torch.Tensor:
+    """The counts n (a - g) for the mean prediction a = ``predictions`` along the local steps
+    (``trajectory_predictions``), fitted to the admitted classes."""
+    n = problem.num_images
+    gradient = mean_gradient(problem, problem.classifier.bias_update)
+    estimate = n * (predictions - gradient)
+    present = admitted_classes(estimate, proven_present(problem))
+    return integer_counts(fit_to_classes(estimate, present, n), n)
+
+
+def trajectory_predictions(problem: LabelProblem, images: torch.Tensor | None = None
+                           ) -> torch.Tensor:
+    """(K,) the mean softmax on dummy inputs (or ``images``, see ``dummy_outputs``),
+    averaged over evenly spaced local steps t of theta_0 + t/K * delta (FedSGD: the broadcast
+    weights only)."""
     observation = problem.observation
     if observation.kind == "fedsgd":
-        return dummy_outputs(problem)[1].mean(0)
+        return dummy_outputs(problem, images=images)[1].mean(0)
     steps = problem.local_steps
     points = torch.linspace(0, steps - 1, min(steps, TRAJECTORY_POINTS)).round() / steps
     predictions = []
     for t in points.tolist():
         state = {**observation.broadcast,
                  **{k: observation.broadcast[k] + t * v for k, v in observation.tensors.items()}}
-        predictions.append(dummy_outputs(problem, state)[1].mean(0))
+        predictions.append(dummy_outputs(problem, state, images)[1].mean(0))
     return torch.stack(predictions).mean(0)
 
 
