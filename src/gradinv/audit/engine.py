@@ -70,7 +70,9 @@ class Outcome:
 
     reconstruction: Reconstruction
     scores: Scores | None
-    seconds: float = 0.0  # the attack's wall-clock time (its share of a batched pass)
+    # the attack's wall-clock time; for updates attacked together (``run_attacks_many``), its
+    # time on all of them divided among them
+    seconds: float = 0.0
 
 
 @dataclass(frozen=True)

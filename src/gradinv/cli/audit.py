@@ -68,8 +68,8 @@ def add_audit_parser(sub) -> None:
     p.add_argument("--batch-updates", choices=BATCH_UPDATES, default="auto",
                    help="on: attack the chosen clients of a round together, matched in one "
                    "batched pass (up to 8 at a time) by the attacks that can (gi, gi-z, "
-                   "gias); off: one update after the other; auto (default): on on a GPU, off "
-                   "on a CPU")
+                   "gias); off: one update after the other; auto (default): on where this "
+                   "machine has a GPU, off on a CPU (with --backend ray on GPU workers, say on)")
     add_backend_arguments(p, "unit (up to 8 updates of a round when they are batched, else "
                           "one update)")
     p.add_argument("--seed", type=int, default=0, help="seed of the attacks' random starts "
