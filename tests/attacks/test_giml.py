@@ -126,6 +126,25 @@ def test_interrupted_and_resumed_equals_uninterrupted(observed, tmp_path, monkey
     assert steps("whole") == steps("split") and len(steps("whole")) == 4
 
 
+def test_a_meta_batch_beyond_the_updates_is_refused(observed, tmp_path):
+    model, obs = observed
+    with pytest.raises(GradinvError, match="meta-batch of 5 updates is more than the 4"):
+        learn_prior(model, obs, (1, 16, 16), GIMLConfig(**TINY, meta_batch=5), tmp_path,
+                    progress=False)
+    assert not tmp_path.joinpath("settings.json").exists()
+
+
+def test_resuming_with_fewer_steps_than_taken_does_nothing_and_says_so(observed, tmp_path):
+    model, obs = observed
+    learn_prior(model, obs, (1, 16, 16), GIMLConfig(**TINY), tmp_path, progress=False)
+    settings = (tmp_path / "settings.json").read_text()
+    said = []
+    learn_prior(model, obs, (1, 16, 16), GIMLConfig(**TINY, steps=2), tmp_path, progress=False,
+                log=said.append)
+    assert "nothing to do" in said[-1] and (tmp_path / "settings.json").read_text() == settings
+    assert len((tmp_path / "steps.jsonl").read_text().splitlines()) == 4
+
+
 def test_resume_refuses_other_settings(observed, tmp_path):
     model, obs = observed
     learn_prior(model, obs[:2], (1, 16, 16), GIMLConfig(**TINY), tmp_path, progress=False)

@@ -126,6 +126,7 @@ def test_interrupted_audit_keeps_each_attacked_update_and_resumes(tmp_path, caps
     (folder,) = out.iterdir()
     assert 1 <= len(kept) < 6 and not (folder / "leakage.json").exists()
     assert _finished_folders(folder / "runs") <= {x["folder"] for x in kept}
+    assert not (folder / "pending").exists()  # unrecorded work is not left behind
     with (folder / "updates.jsonl").open("a") as f:
         f.write('{"round": 2, "cli')  # what a SIGKILL mid-line would leave
     capsys.readouterr()

@@ -197,6 +197,9 @@ def learn_prior(
     """
     if len(observations) == 0:
         raise GradinvError("GIML needs at least one observed update")
+    if config.meta_batch > len(observations):
+        raise GradinvError(f"a meta-batch of {config.meta_batch} updates is more than the "
+                           f"{len(observations)} observed; lower --meta-batch")
     check_writable(out)
     # Read the first update (its file hashes are checked) and fit it to the model before
     # anything is written: a damaged record or a wrong shape leaves no half-made folder.
@@ -210,10 +213,14 @@ def learn_prior(
         optimiser = torch.optim.Adam(generator.parameters(), lr=config.meta_lr)
         steps = config.steps or -(-len(observations) // config.meta_batch)
         start = _resume(out, config, generator, optimiser, log, source)
-        (out / "settings.json").write_text(json.dumps(
-            {"giml": asdict(config), "generator": generator.settings(),
-             "observations": len(observations), "image_shape": list(image_shape),
-             "record": source}, indent=2))
+        if start >= steps:
+            log(f"GIML has taken {start} meta steps already, as many as --steps {steps} asks: "
+                "nothing to do (raise --steps to go on)")
+        else:
+            (out / "settings.json").write_text(json.dumps(
+                {"giml": asdict(config), "generator": generator.settings(),
+                 "observations": len(observations), "image_shape": list(image_shape),
+                 "record": source}, indent=2))
         prior = Prior(generator, config.latent_dim, (-1.0, 1.0), "giml")
         fixed_z = torch.randn(32, config.latent_dim,
                               generator=torch.Generator().manual_seed(config.seed)).to(device)

@@ -268,9 +268,11 @@ def _attack_and_summarise(config: LeakageAuditConfig, record: Record, entries: l
                     file.flush()
                 bar.update(len(lines) - len(entries) + len(left),
                            line["rows"][-1]["matching_cost"])
-        backend(attack_round, todo, workers, done)
-    if folder is not None:
-        shutil.rmtree(folder / PENDING, ignore_errors=True)
+        try:
+            backend(attack_round, todo, workers, done)
+        finally:  # the workers have ended: what pending/ holds was never recorded
+            if folder is not None:
+                shutil.rmtree(folder / PENDING, ignore_errors=True)
     rows = [r for e in entries for r in lines[(e.round, e.client_id)]["rows"]]
     return _summarise(config, record, rows, lines, folder)
 
