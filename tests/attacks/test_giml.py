@@ -70,9 +70,9 @@ def test_a_meta_batch_moves_g_towards_the_mean_of_its_adapted_copies(observed, t
     prior = Prior(gen, config.latent_dim, (-1.0, 1.0), "giml")
     cpu = torch.device("cpu")
     copies = [c for c, _, _ in adapt_to_observations(prior, model, obs[:2], (1, 16, 16), config,
-                                                      seed=0, device=cpu, together=False)]
+                                                      seeds=[0, 1], device=cpu, together=False)]
     batched = [c for c, _, _ in adapt_to_observations(prior, model, obs[:2], (1, 16, 16), config,
-                                                      seed=0, device=cpu, together=True)]
+                                                      seeds=[0, 1], device=cpu, together=True)]
     for together, own in zip(batched, copies):
         for k in own:
             torch.testing.assert_close(together[k], own[k], rtol=1e-4, atol=1e-6)

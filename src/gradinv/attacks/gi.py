@@ -61,7 +61,7 @@ class GI(GroupedAttack):
             return matching + prior, matching
 
         shape = (group.num_images, *image_shape)
-        init = group.starts(lambda r: INITS[self.init](
+        init = group.starts(lambda _, r: INITS[self.init](
             torch.randn(shape, generator=restart_generator(seed, r))), self.restarts).to(device)
         result = optimise_restarts(
             {"images": init}, cost_fn, fixed=group.inputs(self.restarts),

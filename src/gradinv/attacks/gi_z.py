@@ -9,6 +9,8 @@ images (or an estimate), labels (or inferred) and a generator trained on similar
 """
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 from ..optim import OptimisationResult, optimise_restarts
@@ -57,11 +59,14 @@ class GIz(GroupedAttack):
         return group.winners(images, result.matching_costs, result.row_history, self.name,
                              execution={self.name: result.execution.to_json()})
 
-    def search_group(self, group: TargetGroup, image_shape: tuple[int, int, int], seed: int,
-                     device: torch.device, progress: bool) -> OptimisationResult:
+    def search_group(self, group: TargetGroup, image_shape: tuple[int, int, int],
+                     seed: int | Sequence[int], device: torch.device, progress: bool
+                     ) -> OptimisationResult:
         """Optimise z for every client of ``group`` x ``restarts`` (rows client-major,
         ``TargetGroup``); returns every row's latents and matching cost (GIAS's and GIML's
-        first stage too). The layers matched are the group's (its ``top_k``)."""
+        first stage too). The layers matched are the group's (its ``top_k``); ``seed``: one
+        for every client, or each client's own."""
+        seeds = [seed] * len(group.targets) if isinstance(seed, int) else list(seed)
         self.prior.to(device)
         match = group.matching_cost(self.cost)
 
@@ -72,8 +77,8 @@ class GIz(GroupedAttack):
                      + self.latent_norm * v["z"].norm(dim=-1).mean())
             return matching + prior, matching
 
-        init = group.starts(lambda r: torch.randn((group.num_images, self.prior.latent_dim),
-                                                  generator=restart_generator(seed, r)),
+        init = group.starts(lambda c, r: torch.randn((group.num_images, self.prior.latent_dim),
+                                                     generator=restart_generator(seeds[c], r)),
                             self.restarts).to(device)
         return optimise_restarts({"z": init}, cost_fn, fixed=group.inputs(self.restarts),
                                  iterations=self.iterations, lr=self.lr, signed=self.signed,

@@ -18,6 +18,8 @@ averaged): one meta step per M updates, a smoother direction, and a pass over th
 1/M of the meta steps. Consecutive updates are mostly the clients of one round, which share
 the broadcast weights: on a GPU their searches and adaptations run as one batched pass
 (``attacks.group``; on a CPU, where a larger batch is compute-bound, one after the other).
+Update t of the sequence (step s, place j: t = s * M + j) searches from seed * 1,000,003 + t,
+batched or not.
 
 The adapted copy is **shared by the images of an update**, as in the official code, not one
 copy per image as in GIAS's attack: the meta-learner wants weights from which one short
@@ -142,12 +144,13 @@ def _distance(params: dict[str, torch.Tensor], other: dict[str, torch.Tensor]) -
 
 
 def adapt_to_observations(prior: Prior, model: nn.Module, observations: Sequence[Observation],
-                          image_shape: tuple[int, int, int], config: GIMLConfig, *, seed: int,
-                          device: torch.device, together: bool = True
+                          image_shape: tuple[int, int, int], config: GIMLConfig, *,
+                          seeds: Sequence[int], device: torch.device, together: bool = True
                           ) -> list[tuple[dict[str, torch.Tensor], float, float]]:
-    """Latent search then one shared adapted copy G' per observed update, all from ``seed``;
-    ``together``: the updates of one round (a meta-batch's usual members) are searched and
-    adapted in one batched pass (``attacks.group``), else one after the other.
+    """Latent search then one shared adapted copy G' per observed update, each from its
+    own of ``seeds``; ``together``: the updates of one round (a meta-batch's usual members)
+    are searched and adapted in one batched pass (``attacks.group``), else one after the
+    other, with the same starts.
 
     Returns, per update: G' (its best restart's), and the matching cost after the search and
     after adapting.
@@ -160,7 +163,8 @@ def adapt_to_observations(prior: Prior, model: nn.Module, observations: Sequence
     groups = stackable_groups(targets) if together else [[i] for i in range(len(targets))]
     for indices in groups:
         group = TargetGroup([targets[i] for i in indices])
-        stage1 = search.search_group(group, image_shape, seed, device, progress=False)
+        stage1 = search.search_group(group, image_shape, [seeds[i] for i in indices], device,
+                                     progress=False)
         stage2 = adapt_generator(prior, group, stage1.variables["z"], image_shape,
                                  iterations=config.adapt_iterations, lr=config.adapt_lr,
                                  tv=config.tv, per_image=False, progress=False)
@@ -230,8 +234,9 @@ def learn_prior(
             tasks = range(step * config.meta_batch, (step + 1) * config.meta_batch)
             chosen = [observations[t % len(observations)] for t in tasks]
             copies, latent_costs, adapted_costs = zip(*adapt_to_observations(
-                prior, model, chosen, image_shape, config, seed=config.seed * 1_000_003 + step,
-                device=device, together=device.type == "cuda"))
+                prior, model, chosen, image_shape, config,
+                seeds=[config.seed * 1_000_003 + t for t in tasks], device=device,
+                together=device.type == "cuda"))
             before, after = meta_step(generator, mean_copy(copies), optimiser)
             adapted_cost = sum(adapted_costs) / len(adapted_costs)
             record = MetaStep(step + 1, [(o.round, o.client_id) for o in chosen],

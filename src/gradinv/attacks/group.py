@@ -9,7 +9,8 @@ matching cost reads them there. Only updates that would be matched the same way 
 settings, known defenses and matched layers, and no BatchNorm statistics (those are per
 client and enter the prior through hooks, not per-row inputs).
 
-Row ``c * R + r`` is client c's restart r, started exactly as restart r of that client alone,
+Row ``c * R + r`` is client c's restart r, started exactly as restart r of that client alone
+(from the attack's seed, or the client's own where a caller gives one per client: GIML),
 so a group gives each client the reconstruction it would get alone, up to the rounding of a
 larger batch.
 """
@@ -101,11 +102,11 @@ class TargetGroup:
     def _per_row(values: Sequence[torch.Tensor], restarts: int) -> torch.Tensor:
         return torch.stack(list(values)).repeat_interleave(restarts, dim=0)
 
-    def starts(self, start: Callable[[int], torch.Tensor], restarts: int) -> torch.Tensor:
-        """Every row's start: restart r of each client starts at ``start(r)``, as it would
+    def starts(self, start: Callable[[int, int], torch.Tensor], restarts: int) -> torch.Tensor:
+        """Every row's start: restart r of client c starts at ``start(c, r)``, as it would
         alone."""
-        per_restart = torch.stack([start(r) for r in range(restarts)])
-        return per_restart.repeat(len(self.targets), *[1] * (per_restart.dim() - 1))
+        return torch.stack([start(c, r) for c in range(len(self.targets))
+                            for r in range(restarts)])
 
     def winners(self, images: torch.Tensor, costs: torch.Tensor, row_history: torch.Tensor,
                 attack: str, per_client: Callable[[slice], dict] | None = None,
