@@ -90,7 +90,7 @@ def _refuse(name: str, value: object, kind: str, low: float | None, high: float 
         rule += f" with {name} {'>' if low_open else '>='} {low}"
     elif high is not None:
         rule += f" with {name} <= {high}"
-    raise GradinvError(f"{_prefix(where)}{name} must be {rule}{' or None' if optional else ''}, "
+    raise GradinvError(f"{_prefix(where)}{name} must be {rule}{' (or unset)' if optional else ''}, "
                        f"not {_show(value)}")
 
 
