@@ -51,7 +51,8 @@ GIML_HELP = {
     "adapt_lr": "learning rate of that adaptation",
     "meta_lr": "Reptile step size moving the generator towards the adapted copy",
     "restarts": "latent searches per update",
-    "meta_batch": "updates per meta step (their adapted copies averaged: Reptile over a batch)",
+    "meta_batch": "updates per meta step, at most the record's (their adapted copies "
+                  "averaged: Reptile over a batch)",
     "steps": "meta steps",
     "sample_every": "write a sample grid every N steps",
     "checkpoint_every": "write a checkpoint every N steps",
@@ -59,7 +60,8 @@ GIML_HELP = {
 }
 # The defaults that are not a value: what None means.
 GIML_NONE = {"channels": "the attacked model's input channels",
-             "steps": "one pass over the record's observations"}
+             "steps": "one pass over the record's updates, ceil(updates / meta-batch) "
+                      "steps"}
 
 
 def _add_giml_arguments(p: argparse.ArgumentParser) -> None:
