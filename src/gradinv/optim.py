@@ -113,8 +113,19 @@ def _adam_loop(init: Variables, fixed: Variables, runner: Runner[torch.Tensor],
     bar = Progress(label, len(schedule), enabled=show)
     for it, lr in enumerate(schedule):
         history[it] = runner(variables, fixed, exp_avgs, exp_avg_sqs, steps, lr)
-        bar.update(it + 1, history[it].min())
+        bar.update(it + 1, _Lowest(history[it]))
     return variables, history
+
+
+class _Lowest:
+    """The lowest of one iteration's matching costs, reduced only when the progress bar
+    reads it (a redraw), so the loop adds no kernel per iteration for it."""
+
+    def __init__(self, costs: torch.Tensor) -> None:
+        self.costs = costs
+
+    def __float__(self) -> float:
+        return float(self.costs.min())
 
 
 def _iteration(step: Step, signed: bool, project: Callable[[Variables], None] | None

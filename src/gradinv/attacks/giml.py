@@ -170,8 +170,8 @@ def adapt_to_observations(prior: Prior, model: nn.Module, observations: Sequence
                                  tv=config.tv, per_image=False, progress=False)
         costs = stage2.matching_costs.nan_to_num(nan=float("inf"))
         for c, i in enumerate(indices):
-            rows = slice(c * config.restarts, (c + 1) * config.restarts)
-            best = c * config.restarts + int(costs[rows].argmin())
+            rows = group.rows(c, config.restarts)
+            best = rows.start + int(costs[rows].argmin())
             adapted = {k: v[best, 0].detach() for k, v in stage2.variables.items()}
             found[i] = (adapted, float(stage1.matching_costs[best]),
                         float(stage2.matching_costs[best]))

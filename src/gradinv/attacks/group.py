@@ -102,6 +102,10 @@ class TargetGroup:
     def _per_row(values: Sequence[torch.Tensor], restarts: int) -> torch.Tensor:
         return torch.stack(list(values)).repeat_interleave(restarts, dim=0)
 
+    def rows(self, client: int, restarts: int) -> slice:
+        """The rows of client ``client`` (index in the group) at ``restarts`` per client."""
+        return slice(client * restarts, (client + 1) * restarts)
+
     def starts(self, start: Callable[[int, int], torch.Tensor], restarts: int) -> torch.Tensor:
         """Every row's start: restart r of client c starts at ``start(c, r)``, as it would
         alone."""
@@ -118,7 +122,7 @@ class TargetGroup:
             extras = {**extras, "batched_updates": len(self.targets)}
         found = []
         for c, target in enumerate(self.targets):
-            rows = slice(c * restarts, (c + 1) * restarts)
+            rows = self.rows(c, restarts)
             history = row_history[:, rows].amin(1).tolist()
             own = per_client(rows) if per_client else {}
             found.append(pick_winner(target, images[rows], costs[rows], history, attack,
