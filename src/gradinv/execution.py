@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from typing import Generic, TypeVar
 
 import torch
-from torch.utils._pytree import tree_map_only
+from torch.utils._pytree import tree_flatten, tree_map_only
 
 from .checks import check_choice, one_line
 
@@ -81,10 +81,15 @@ def plan(setting: str, device: torch.device, iterations: int) -> Execution:
 class Runner(Generic[T]):
     """``fn`` run as ``execution`` says: compiled as one graph (``fullgraph``: a graph break
     is a failure, not a silent partly-eager step), or eager. When compiling fails, the first
-    call warns with one line and runs ``fn`` eagerly from then on (``execution`` says so).
+    call warns with one line and runs ``fn`` eagerly from then on (``execution`` says so); a
+    later runner of the same step (label, device and shapes) in the process does not try again.
 
     ``fn`` must be safe to call again after a failed compile: it is traced before it runs.
     """
+
+    # Steps that failed to compile in this process, by (label, device, shapes of the first
+    # call's tensors), with the reason: compiling again would fail again, after a minute.
+    failed: dict[tuple, str] = {}
 
     def __init__(self, fn: Callable[..., T], execution: Execution, label: str) -> None:
         self.eager, self.execution, self.label = fn, execution, label
@@ -105,14 +110,22 @@ class Runner(Generic[T]):
         if not self.untried:
             return self.fn(*args)
         self.untried = False
+        key = (self.label, *tree_flatten(tree_map_only(
+            torch.Tensor, lambda t: (t.device.type, tuple(t.shape)), args))[0])
+        if key in Runner.failed:
+            return self._fall_back(f"compiling failed earlier in this process "
+                                   f"({Runner.failed[key]})", args)
         try:
             return self.fn(*args)
         except Exception as err:  # any failure to compile; a real error recurs eagerly
-            self.execution = Execution("eager", f"compiling failed ({one_line(err)})")
-            self.fn = self.eager
+            Runner.failed[key] = one_line(err)
             warnings.warn(f"gradinv: compiling the {self.label} step failed, running it eagerly "
                           f"({one_line(err)})", RuntimeWarning, stacklevel=3)
-            return self.fn(*args)
+            return self._fall_back(f"compiling failed ({one_line(err)})", args)
+
+    def _fall_back(self, reason: str, args: tuple) -> T:
+        self.execution, self.fn = Execution("eager", reason), self.eager
+        return self.fn(*args)
 
     def keep_in_place(self, tensors: Iterable[torch.Tensor]) -> None:
         """Tell CUDA graphs that ``tensors``, which every call updates in place, keep their
