@@ -6,7 +6,8 @@ on a GPU), restarts batched against the sequential loop over them.
    CUDA graphs on a GPU); their ratios to the baseline, compiled / eager, and the seconds the
    first compiled run spends compiling.
 2. GIAS's generator stage (per-image copies of the generator for 4 images x 4 restarts):
-   iterations per second, the loop over copies, batched eager, batched compiled (+ graphs).
+   iterations per second, the loop over copies, batched eager with torch.optim.Adam's default
+   update (the design before issue 18) and with the fused one, batched compiled (+ graphs).
 3. An audit's round: GI on the updates of N clients of one round (the same broadcast
    weights), one after the other (``reconstruct``) vs in one batched pass
    (``reconstruct_many``: clients x restarts rows), eager and compiled; updates x iterations
@@ -38,11 +39,13 @@ import statistics
 import tempfile
 import time
 from collections.abc import Callable
+from unittest import mock
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch.func import grad, vmap
+from torch.optim.adam import adam
 
 from gradinv.attacks import create, prepare_target
 from gradinv.data import load_dataset, private_batch
@@ -140,6 +143,25 @@ def gi_speed(case: Case, restarts: list[int], args, device: torch.device) -> Non
               f" {per['on'] / per['off']:13.2f}x {first['on'] - first['off']:9.1f}", flush=True)
 
 
+def textbook_adam(device: torch.device) -> Callable[..., object]:
+    """Adam as ``torch.optim.Adam`` runs it by default, the design before issue 18: one pass
+    per operation and tensor on a CPU (per-tensor), ``foreach`` on CUDA; gradinv's loops use
+    the fused kernel. Replaces ``gradinv.optim.adam`` for a benchmark run (``textbook``)."""
+    cuda = device.type == "cuda"
+
+    def update(*args, **kw):
+        return adam(*args, **kw | {"fused": False, "foreach": cuda, "capturable": cuda})
+    return update
+
+
+def textbook(run: Callable[[int], object], device: torch.device) -> Callable[[int], object]:
+    """``run`` with ``textbook_adam`` in place of gradinv's fused Adam."""
+    def with_textbook_adam(iterations: int):
+        with mock.patch("gradinv.optim.adam", textbook_adam(device)):
+            return run(iterations)
+    return with_textbook_adam
+
+
 def gias_speed(case: Case, args, device: torch.device) -> None:
     model, _, observation = setup(case, args.batch_size)
     torch.manual_seed(0)
@@ -149,14 +171,20 @@ def gias_speed(case: Case, args, device: torch.device) -> None:
                                   batched=False, compile="off", prior=prior)}
     runs |= {m: attack_runner("gias", model, observation, case, device, restarts=r, compile=m,
                               prior=prior) for m in modes(device)}
+    runs["textbook"] = textbook(runs["off"], device)
     its, first = rates(runs, args.short, args.long, args.repeats, device)
+    best = max(its[m] for m in modes(device))
     print(f"\nGIAS generator-stage iterations per second, {case.name}, {args.batch_size} images "
           f"x {r} restarts, DCGAN width 64, {device.type}\n{'loop':>8s} "
-          + " ".join(f"{'batched ' + m:>14s}" for m in modes(device))
-          + f" {'eager/loop':>10s} {'compiled/eager':>14s} {'compile s':>9s}\n"
-          f"{its['loop']:8.3f} " + " ".join(f"{its[m]:14.3f}" for m in modes(device))
-          + f" {its['off'] / its['loop']:9.2f}x {its['on'] / its['off']:13.2f}x"
+          + " ".join(f"{'batched ' + m:>14s}" for m in ["textbook", *modes(device)])
+          + f" {'eager/loop':>10s} {'best/loop':>9s} {'fused/textbook':>14s}"
+          f" {'compiled/eager':>14s} {'compile s':>9s}\n{its['loop']:8.3f} "
+          + " ".join(f"{its[m]:14.3f}" for m in ["textbook", *modes(device)])
+          + f" {its['off'] / its['loop']:9.2f}x {best / its['loop']:8.2f}x"
+          f" {its['off'] / its['textbook']:13.2f}x {its['on'] / its['off']:13.2f}x"
           f" {first['on'] - first['off']:9.1f}", flush=True)
+    print("  batched textbook: batched eager with torch.optim.Adam's default update in place of "
+          "the fused one (GIAS before issue 18)", flush=True)
 
 
 def audit_round_speed(case: Case, clients: int, args, device: torch.device) -> None:
