@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from gradinv import attacks
+from gradinv.data import load_dataset, private_batch
 from gradinv.fl import compute_update, observe
 from gradinv.types import FedAvgConfig, GradinvError, ThreatModel
 from tiny_attacks import FAST, make
@@ -73,3 +74,34 @@ def test_gi_start_images():
 def test_gias_checks_its_generator_stage_settings():
     with pytest.raises(GradinvError, match="0 < lr <= "):
         attacks.create("gias", lr=0.0)
+
+
+@pytest.mark.parametrize("name", sorted(attacks.available()))
+def test_every_attack_computes_in_ieee_fp32_whatever_was_set(name, lenet_case):
+    """cuDNN rounds convolutions to TF32 by default on recent GPUs; an attack sets IEEE fp32
+    for all it computes (label inference, the search, the final rendering), so a GPU audit
+    computes what a CPU one does, and restores the user's setting after."""
+    model, _, _ = lenet_case
+    seen = []
+
+    def record(*_):
+        seen.append((torch.backends.cudnn.conv.fp32_precision,
+                     torch.backends.cuda.matmul.fp32_precision))
+
+    batch = private_batch(load_dataset("default"), 2, size=16, channels=1)
+    observation = observe(compute_update(model, batch), ThreatModel(labels_known=False))
+    model.register_forward_pre_hook(record)  # the attack's copy of the model keeps it
+    attack = make(name)
+    if hasattr(attack, "prior"):
+        attack.prior.generator.register_forward_pre_hook(record)
+    backends = (torch.backends.cudnn.conv, torch.backends.cuda.matmul)
+    before = [b.fp32_precision for b in backends]
+    try:
+        for backend in backends:
+            backend.fp32_precision = "tf32"
+        attack.reconstruct(model, observation, image_shape=(1, 16, 16), progress=False)
+        assert [b.fp32_precision for b in backends] == ["tf32", "tf32"]
+    finally:
+        for backend, value in zip(backends, before):
+            backend.fp32_precision = value
+    assert seen and set(seen) == {("ieee", "ieee")}

@@ -13,7 +13,7 @@ from torch import nn
 
 from ..checks import MAX_RATE, GradinvError, check_bool, check_choice, check_float, check_int
 from ..defenses.pipeline import DefensePipeline
-from ..execution import COMPILE_CHOICES
+from ..execution import COMPILE_CHOICES, fp32_precision
 from ..fl.functional import FunctionalModel
 from ..models.layers import BatchNorm2d
 from ..registry import Registry
@@ -240,11 +240,12 @@ class Attack(ABC):
         """``reconstruct`` for several updates (e.g. the clients of one round), each with
         ``seed``: attacks that can batch updates (``invert_many``) match them in one pass."""
         device = torch.device(device)
-        targets = [prepare_target(model, o, image_shape=image_shape, device=device,
-                                  infer_missing_labels=self.infers_labels,
-                                  label_method=self.label_method) for o in observations]
-        return self.invert_many(targets, image_shape=image_shape, seed=seed, device=device,
-                                progress=progress)
+        with fp32_precision():  # labels, search and final rendering alike (no TF32 on a GPU)
+            targets = [prepare_target(model, o, image_shape=image_shape, device=device,
+                                      infer_missing_labels=self.infers_labels,
+                                      label_method=self.label_method) for o in observations]
+            return self.invert_many(targets, image_shape=image_shape, seed=seed, device=device,
+                                    progress=progress)
 
     @abstractmethod
     def invert(self, target: Target, *, image_shape: tuple[int, int, int], seed: int,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch.func import grad_and_value
 
-from ..execution import Runner, fp32_precision, plan
+from ..execution import Runner, plan
 from ..progress import Progress
 from ..types import Reconstruction
 from .base import Attack, Target, check_hyperparameters, pick_winner, register, restart_generator
@@ -43,9 +43,8 @@ class DLG(Attack):
 
         step = Runner(grad_and_value(cost), plan(self.compile, device, self.iterations * MAX_ITER),
                       self.name)
-        with fp32_precision():
-            runs = [self._one_restart(target, step, image_shape, seed, r, device, progress)
-                    for r in range(self.restarts)]
+        runs = [self._one_restart(target, step, image_shape, seed, r, device, progress)
+                for r in range(self.restarts)]
         images = torch.stack([images for images, _, _, _ in runs])
         costs = torch.tensor([c for _, _, c, _ in runs])
         best = int(costs.argmin())

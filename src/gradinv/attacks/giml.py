@@ -45,6 +45,7 @@ import torch
 from torch import nn
 
 from ..checks import MAX_RATE, MAX_SIZE, GradinvError, check_float, check_int
+from ..execution import fp32_precision
 from ..files import FolderLock, check_writable, load_torch_file, save_torch_file
 from ..priors import DCGANGenerator, Prior, save_generator
 from ..progress import Progress
@@ -208,7 +209,7 @@ def learn_prior(
     # Read the first update (its file hashes are checked) and fit it to the model before
     # anything is written: a damaged record or a wrong shape leaves no half-made folder.
     prepare_target(model, observations[0], image_shape=image_shape, device=torch.device("cpu"))
-    with FolderLock(out, "the GIML folder"):
+    with FolderLock(out, "the GIML folder"), fp32_precision():
         device = torch.device(device)
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)

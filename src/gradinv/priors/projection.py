@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import torch
 
+from ..execution import fp32_precision
 from ..optim import optimise_restarts
 from .prior import Prior
 
@@ -33,6 +34,6 @@ def project(prior: Prior, images: torch.Tensor, *, iterations: int = 500, restar
     result = optimise_restarts({"z": z}, cost_fn, fixed={"truth": truth}, iterations=iterations,
                                lr=lr, signed=False, label="projection", progress=False)
     best = result.matching_costs.view(restarts, n).argmin(0)
-    with torch.no_grad():
+    with torch.no_grad(), fp32_precision():
         fitted = prior.render(result.variables["z"][:, 0], shape).view(restarts, n, *shape)
     return fitted[best, torch.arange(n)]
