@@ -42,11 +42,18 @@ if [ -n "$QUICK" ]; then
         --out "$OUT/demo"
     step quality 120 "$PYTHON" benchmarks/quality.py --quick --attacks gi --seeds 0 --budget 10 \
         --device "$DEVICE" --out "$OUT/quality"
+    step quality-bf16 120 "$PYTHON" benchmarks/quality.py --quick --attacks gi --seeds 0 \
+        --budget 10 --device "$DEVICE" --precision bf16 --out "$OUT/quality-bf16"
 else
     step demo 80 "$PYTHON" -m gradinv.cli demo --model resnet18 --iterations 2000 --device cuda --quiet \
         --out "$OUT/demo"
     # GPU vs CPU PSNR (target: within 0.5 dB over 3 seeds); the CPU side runs where time allows
     step quality 120 "$PYTHON" benchmarks/quality.py --quick --attacks gi,gias --seeds 0 1 2 \
         --device cuda --out "$OUT/quality"
+    # what TF32 and bf16 autocast do to the same PSNR (the default is IEEE fp32)
+    step quality-tf32 90 "$PYTHON" benchmarks/quality.py --quick --attacks gi,gias --seeds 0 1 2 \
+        --device cuda --precision tf32 --out "$OUT/quality-tf32"
+    step quality-bf16 90 "$PYTHON" benchmarks/quality.py --quick --attacks gi,gias --seeds 0 1 2 \
+        --device cuda --precision bf16 --out "$OUT/quality-bf16"
 fi
 step speed-agreement 120 "$PYTHON" "${speed[@]}" --sections agreement

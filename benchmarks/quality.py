@@ -14,6 +14,7 @@ z to the pixels. GI-z cannot beat it; if GI-z stays far below it, the search is 
     python benchmarks/quality.py --quick     # about 10 min on 2 CPU cores (reduced budget)
     python benchmarks/quality.py             # the full setting, meant for a GPU
     python benchmarks/quality.py --quick --attacks gi --set gi.init=noise --budget 2000
+    python benchmarks/quality.py --quick --attacks gi,gias --precision bf16   # issue 18
 Prints a table (mean over seeds +- std) and writes image grids and results.json under --out.
 """
 from __future__ import annotations
@@ -21,12 +22,16 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
+from unittest import mock
 
 import torch
 
 from gradinv.audit import AuditConfig, PriorSpec, resolve_device, run_config
+from gradinv.audit import batch as audit_batch
 from gradinv.data import ImageDataset, adapt_channels, load_dataset
 from gradinv.models import INIT_SCHEMES, build_model
 from gradinv.metrics import psnr
@@ -37,6 +42,7 @@ from gradinv.types import GradinvError, ThreatModel
 
 
 ATTACKS = ("gi", "gi-z", "gias")
+PRECISIONS = ("ieee", "tf32", "bf16")
 
 
 def attack_settings(names: list[str], budget: int, restarts: int, latent_share: float,
@@ -59,6 +65,29 @@ def attack_settings(names: list[str], budget: int, restarts: int, latent_share: 
                              f"{override!r}")
         settings[name][key] = value
     return {name: settings[name] for name in names}
+
+
+@contextmanager
+def attack_precision(name: str, device: torch.device) -> Iterator[None]:
+    """The attacks' arithmetic, for issue 18's precision measurement: ``ieee`` is gradinv's
+    fp32; ``tf32`` rounds the inputs of convolutions and matrix products to 10 mantissa bits
+    (CUDA only); ``bf16`` is autocast to bfloat16. The client's update is computed as always."""
+    if name == "ieee":
+        yield
+    elif name == "tf32":
+        if device.type != "cuda":
+            raise SystemExit("--precision tf32 exists on CUDA devices only")
+        with mock.patch("gradinv.execution.FP32_PRECISION", "tf32"):
+            yield
+    else:
+        attack = audit_batch.run_attacks
+
+        def run_attacks_in_bf16(*args, **kwargs):
+            with torch.autocast(device.type, dtype=torch.bfloat16):
+                return attack(*args, **kwargs)
+
+        with mock.patch.object(audit_batch, "run_attacks", run_attacks_in_bf16):
+            yield
 
 
 def load_test_split() -> ImageDataset:
@@ -111,6 +140,9 @@ def main() -> None:
                         help="the client leaks its BatchNorm batch statistics: the attacks add "
                         "the BN-statistics prior (weight: --set ATTACK.bn_stats=W)")
     parser.add_argument("--device", default="auto")
+    parser.add_argument("--precision", default="ieee", choices=PRECISIONS,
+                        help="the attacks' arithmetic: ieee (gradinv's fp32), tf32 (CUDA), "
+                        "bf16 (autocast)")
     parser.add_argument("--out", default="runs/quality")
     args = parser.parse_args()
     quick = dict(batch_sizes=[4], seeds=[0], budget=700, restarts=1)
@@ -135,7 +167,7 @@ def main() -> None:
     settings = attack_settings(names, args.budget, args.restarts, args.latent_share, args.set)
     print(f"device {device}, ResNet-18 width {args.width} init {args.init_scheme}, BN "
           f"{args.mode} mode, BN statistics {'leaked' if args.bn_stats else 'private'}, "
-          f"budget {args.budget} iterations, "
+          f"budget {args.budget} iterations, precision {args.precision}, "
           f"{args.restarts} restart(s), batches {args.batch_sizes}, seeds {args.seeds}, "
           f"settings {settings}")
     # The victim is seeded 0 for every batch; the attack's starts are seeded by the batch index.
@@ -147,7 +179,8 @@ def main() -> None:
     for batch_size in args.batch_sizes:
         for seed in args.seeds:
             config = replace(base, batch_size=batch_size, offset=step * seed, attack_seed=seed)
-            run = run_config(config, model=model, data=data)
+            with attack_precision(args.precision, device):
+                run = run_config(config, model=model, data=data)
             batch = run.truth
             rows = [batch.images]
             ceiling = project(prior, batch.images.to(device), iterations=1000, restarts=4,
