@@ -31,9 +31,16 @@ UNITS = 8
 
 
 def _start(*argv):
-    """`python -m gradinv.cli ...` in its own process group, as a shell runs a job."""
+    """`python -m gradinv.cli ...` in its own process group, as a shell runs a job in the
+    foreground: Ctrl-C reaches it even where the tests themselves run as a background job,
+    which a non-interactive shell starts with SIGINT ignored (and children inherit that)."""
     return subprocess.Popen([sys.executable, "-m", "gradinv.cli", *argv], start_new_session=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_sigint_by_default)
+
+
+def _sigint_by_default():
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _wait_for(condition, process, seconds=180):
