@@ -78,6 +78,14 @@ def plan(setting: str, device: torch.device, iterations: int) -> Execution:
     return Execution("compiled+graphs", f"compile=auto: {iterations} iterations on cuda")
 
 
+def batching_pays(device: torch.device) -> bool:
+    """Whether matching several updates as rows of one batched pass beats one after the
+    other on ``device``: on a GPU, where a step is launch-bound; not on a CPU, where a larger
+    batch is compute-bound and no faster (``benchmarks/RESULTS.md``). ``gradinv audit
+    --batch-updates auto`` and GIML's meta-batch follow it."""
+    return device.type == "cuda"
+
+
 class Runner(Generic[T]):
     """``fn`` run as ``execution`` says: compiled as one graph (``fullgraph``: a graph break
     is a failure, not a silent partly-eager step), or eager. When compiling fails, the first

@@ -45,7 +45,7 @@ import torch
 from torch import nn
 
 from ..checks import MAX_RATE, MAX_SIZE, GradinvError, check_float, check_int
-from ..execution import fp32_precision
+from ..execution import batching_pays, fp32_precision
 from ..files import FolderLock, check_writable, load_torch_file, save_torch_file
 from ..priors import DCGANGenerator, Prior, save_generator
 from ..progress import Progress
@@ -237,7 +237,7 @@ def learn_prior(
             copies, latent_costs, adapted_costs = zip(*adapt_to_observations(
                 prior, model, chosen, image_shape, config,
                 seeds=[config.seed * 1_000_003 + t for t in tasks], device=device,
-                together=device.type == "cuda"))
+                together=batching_pays(device)))
             before, after = meta_step(generator, mean_copy(copies), optimiser)
             adapted_cost = sum(adapted_costs) / len(adapted_costs)
             record = MetaStep(step + 1, [(o.round, o.client_id) for o in chosen],

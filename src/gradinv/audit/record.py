@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from ..checks import GradinvError, check_choice, check_int, one_line
+from ..execution import batching_pays
 from ..files import FolderLock, append_lines
 from ..progress import Progress
 from ..record.format import Entry, Record, RecordMeta, open_record, read_jsonl
@@ -173,7 +174,7 @@ MAX_UPDATES_PER_PASS = 8
 def batches_updates(setting: str, device: torch.device) -> bool:
     """Whether ``batch_updates`` (``BATCH_UPDATES``) attacks a round's updates together on
     ``device``."""
-    return setting == "on" or (setting == "auto" and device.type == "cuda")
+    return setting == "on" or (setting == "auto" and batching_pays(device))
 
 
 def round_tasks(config: LeakageAuditConfig, entries: list[Entry], runs_dir: str | None,
