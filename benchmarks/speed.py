@@ -69,6 +69,10 @@ class Case:
     def name(self) -> str:
         return f"{self.model}{'-' + str(self.width) if self.width else ''} {self.size} px"
 
+    def victim(self) -> torch.nn.Module:
+        return build_model(self.model, channels=self.channels, image_size=self.size,
+                           width=self.width, seed=0)
+
 
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
@@ -115,8 +119,7 @@ def modes(device: torch.device) -> list[str]:
 
 
 def setup(case: Case, batch_size: int) -> tuple[torch.nn.Module, PrivateBatch, Observation]:
-    model = build_model(case.model, channels=case.channels, image_size=case.size,
-                        width=case.width, seed=0)
+    model = case.victim()
     batch = private_batch(load_dataset("default"), batch_size, size=case.size,
                           channels=case.channels)
     return model, batch, observe(compute_update(model, batch), ThreatModel())
@@ -188,8 +191,7 @@ def gias_speed(case: Case, args, device: torch.device) -> None:
 
 
 def audit_round_speed(case: Case, clients: int, args, device: torch.device) -> None:
-    model = build_model(case.model, channels=case.channels, image_size=case.size,
-                        width=case.width, seed=0)
+    model = case.victim()
     data = load_dataset("default")
     observations = [observe(compute_update(model, private_batch(
         data, args.batch_size, size=case.size, channels=case.channels,
