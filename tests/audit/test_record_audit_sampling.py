@@ -105,3 +105,26 @@ def test_bad_backend_options_are_one_line(record, tmp_path, capsys, extra, messa
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_audit_on_ray_gives_the_same_figures_quietly(record, tmp_path, capfd):
+    """`gradinv audit --backend ray` attacks the updates as Ray tasks (one CPU thread each):
+    the same figures as in this process with one thread, and no Ray chatter under --quiet."""
+    pytest.importorskip("ray")
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(["audit", str(record), *AUDIT, "--out", str(tmp_path / "local")]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    capfd.readouterr()
+    assert main(["audit", str(record), *AUDIT, "--out", str(tmp_path / "ray"), "--backend",
+                 "ray", "--workers", "2"]) == 0
+    printed = capfd.readouterr()
+    assert "Ray" not in printed.out + printed.err
+    (local,), (ray,) = (list((tmp_path / d).iterdir()) for d in ("local", "ray"))
+    updates = [sorted(({k: v for k, v in u.items() if k != "seconds"} for u in
+                       json.loads((f / "leakage.json").read_text())["updates"]), key=str)
+               for f in (local, ray)]
+    assert len(updates[0]) == 6 and updates[0] == updates[1]

@@ -10,11 +10,13 @@ finished is lost and no worker outlives the command.
 """
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import signal
 import socket
 import threading
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from contextlib import contextmanager
@@ -176,8 +178,11 @@ def _connect(ray, address: str | None, workers: int) -> None:
         check_reachable(address)
     before = signal.getsignal(signal.SIGTERM)
     try:
-        ray.init(address=address, num_cpus=None if address else workers,
-                 include_dashboard=False, log_to_driver=False)
+        with warnings.catch_warnings():  # a tip about a future default, not about this run
+            warnings.filterwarnings("ignore", "Tip: In future versions of Ray", FutureWarning)
+            ray.init(address=address, num_cpus=None if address else workers,
+                     include_dashboard=False, log_to_driver=False,
+                     logging_level=logging.WARNING)
     except ConnectionError as err:
         raise GradinvError(f"cannot connect to a Ray cluster at {address} "
                            f"({one_line(err)})") from None
