@@ -88,6 +88,11 @@ def test_sweep_records_failures_resumes_and_retries(tmp_path, monkeypatch, capsy
     assert "mean_psnr" in lines[0]["metrics"]["gi"] and len(list((out / "runs").iterdir())) == 3
 
     assert run_sweep(tmp_path / "s.toml", out, progress=False) == []  # resumes: nothing left
+    # run again without --retry-failed: the failure stands, and the status says so
+    assert main(["sweep", str(tmp_path / "s.toml"), "--out", str(out), "--quiet"]) == 2
+    printed = capsys.readouterr()
+    assert "0 run(s) done now (0 failed), 1 earlier failed run(s) not retried" in printed.out
+    assert "1 run(s) of the sweep failed" in printed.err
     monkeypatch.setattr(batch, "run_audit", real)
     retried = run_sweep(tmp_path / "s.toml", out, retry_failed=True, progress=False)
     assert [(x["id"], x["status"]) for x in retried] == [("dlg__prune-rate=0.5__B1__seed0", "ok")]
@@ -159,6 +164,15 @@ def test_bad_sweep_options_are_one_clear_line(extra, message, tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+def test_out_that_is_a_file_is_one_line(tmp_path, capsys):
+    (tmp_path / "s.toml").write_text(SWEEP)
+    (tmp_path / "afile").write_text("mine")
+    assert main(["sweep", str(tmp_path / "s.toml"), "--out", str(tmp_path / "afile")]) == 2
+    err = capsys.readouterr().err
+    assert "is not a folder" in err and len(err.strip().splitlines()) == 1
+    assert (tmp_path / "afile").read_text() == "mine"
 
 
 def test_missing_sweep_file_is_a_clear_error(tmp_path, capsys):

@@ -54,7 +54,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..checks import GradinvError, check_int, one_line
-from ..files import append_lines
+from ..files import append_lines, check_writable
 from ..fl.victim import VictimConfig
 from ..progress import Progress
 from ..record.format import read_jsonl
@@ -373,6 +373,7 @@ def run_sweep(sweep_file: str | Path, sweep_dir: str | Path, *, workers: int = 1
     written as soon as its unit ends, so an interrupted sweep keeps what finished."""
     check_int("workers", workers, low=1, high=1024)
     runs = expand(read_toml(sweep_file), str(sweep_file))
+    check_writable(sweep_dir)
     sweep_dir = Path(sweep_dir)
     (sweep_dir / "runs").mkdir(parents=True, exist_ok=True)
     done = finished(sweep_dir, runs, retry_failed=retry_failed)

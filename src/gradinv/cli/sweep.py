@@ -27,16 +27,21 @@ def add_backend_arguments(p: argparse.ArgumentParser, unit: str) -> None:
 
 
 def cmd_sweep(args: argparse.Namespace) -> None:
-    from ..audit.sweep import run_sweep
+    from ..audit.sweep import read_results, run_sweep
     out = args.out or str(Path("sweeps") / Path(args.sweep).stem)
     lines = run_sweep(args.sweep, out, workers=args.workers, retry_failed=args.retry_failed,
                       progress=not args.quiet, backend=backend_from_args(args))
     failed = sum(line["status"] == "failed" for line in lines)
-    print(f"sweep: {len(lines)} run(s) done now ({failed} failed); results: "
-          f"{Path(out) / 'results.jsonl'}")
-    if failed:
-        raise GradinvError(f"{failed} run(s) of the sweep failed (their errors are in "
-                           f"{Path(out) / 'results.jsonl'}; --retry-failed runs them again)")
+    now = {line["id"] for line in lines}
+    # Runs that failed before and were not run again still fail: the status must say so.
+    before = sum(line["status"] == "failed" for i, line in read_results(out).items()
+                 if i not in now)
+    print(f"sweep: {len(lines)} run(s) done now ({failed} failed)"
+          + (f", {before} earlier failed run(s) not retried" if before else "")
+          + f"; results: {Path(out) / 'results.jsonl'}")
+    if failed + before:
+        raise GradinvError(f"{failed + before} run(s) of the sweep failed (their errors are "
+                           f"in {Path(out) / 'results.jsonl'}; --retry-failed runs them again)")
 
 
 def add_sweep_parser(sub) -> None:
