@@ -152,3 +152,20 @@ def test_compile_setting_and_how_each_loop_ran_are_recorded(tmp_path, capsys):
         ran = config["execution"]["gi"]["gi"]
         assert ran["mode"] == "eager" and ran["fp32_precision"] == "ieee"
         assert ran["reason"].startswith(f"compile={setting or 'auto'}")
+
+
+def test_output_read_by_head_ends_quietly(tmp_path):
+    """`gradinv fl simulate ... | head -1`: once the reader has gone, gradinv ends as a Unix
+    tool does (status 141, no traceback)."""
+    import subprocess
+    import sys
+    argv = [sys.executable, "-m", "gradinv.cli", "fl", "simulate", "--model", "lenet", "--dataset",
+            "default", "--image-size", "16", "--clients", "4", "--clients-per-round", "2",
+            "--rounds", "50", "--batch-size", "2", "--test-images", "20", "--record",
+            str(tmp_path / "r")]
+    job = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert job.stdout.readline().startswith("round 0:")
+    job.stdout.close()
+    _, err = job.communicate(timeout=120)
+    assert job.returncode == 141 and "Traceback" not in err and "Error" not in err
+    assert (tmp_path / "r").is_dir()

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -52,5 +53,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Terminated:
         print("gradinv: terminated", file=sys.stderr)
         return 143
+    except BrokenPipeError:
+        return _reader_gone()
     return 0
+
+
+def _reader_gone() -> int:
+    """Whoever read the output (``| head``) stopped reading: end quietly, as a Unix tool that
+    SIGPIPE ends (status 141), what finished being recorded as on Ctrl-C. The output goes to
+    /dev/null, so flushing it at exit raises nothing."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 141
 
