@@ -169,3 +169,27 @@ def test_output_read_by_head_ends_quietly(tmp_path):
     _, err = job.communicate(timeout=120)
     assert job.returncode == 141 and "Traceback" not in err and "Error" not in err
     assert (tmp_path / "r").is_dir()
+
+
+@pytest.mark.parametrize("stop,code", [(KeyboardInterrupt, 130), ("terminated", 143)])
+def test_interrupted_attack_keeps_the_attacks_that_finished(tmp_path, capsys, monkeypatch,
+                                                             stop, code):
+    """Ctrl-C (or SIGTERM) during the second attack: the first one's results are written, in
+    a run folder that says what did not run; its config.toml repeats the whole run."""
+    from gradinv.attacks.dlg import DLG
+    from gradinv.audit.backends import Terminated
+    raised = Terminated if stop == "terminated" else stop
+
+    def interrupted(*args, **kwargs):
+        raise raised()
+    monkeypatch.setattr(DLG, "reconstruct_many", interrupted)
+    got, out, err = _run(capsys, "attack", "--attack", "gi,dlg", "--model", "lenet",
+                         "--image-size", "16", "--iterations", "2", "--device", "cpu", "--out",
+                         str(tmp_path), "--quiet")
+    (folder,) = tmp_path.iterdir()
+    assert got == code and f"kept gi in {folder / 'report.html'}" in out
+    assert list(json.loads((folder / "metrics.json").read_text())) == ["gi"]
+    config = json.loads((folder / "config.json").read_text())
+    assert config["not_run"] == ["dlg"] and list(config["attacks"]) == ["gi"]
+    assert "dlg did not run" in (folder / "report.html").read_text()
+    assert 'attack = "gi,dlg"' in (folder / "config.toml").read_text()

@@ -2,6 +2,7 @@
 -> scores -> run folder, in one call."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,9 +18,11 @@ from ..fl.client import check_threat_fits
 from ..fl.victim import VictimConfig
 from ..models import build_model
 from ..types import DefenseSpec, FedAvgConfig, PrivateBatch, ThreatModel, UpdateKind, resolve_fedavg
+from .backends import Terminated
 from .config import PriorSpec, resolve_device, save_config
-from .engine import (AuditResult, Outcome, attack_arguments, build_attacks, check_attack_settings,
-                     check_bn_prior, run_attacks, run_settings, write_report)
+from .engine import (AuditResult, Outcome, attack_arguments, attack_names, build_attacks,
+                     check_attack_settings, check_bn_prior, run_attacks, run_settings,
+                     write_report)
 
 
 @dataclass(frozen=True)
@@ -89,11 +92,12 @@ def _check_is_config(config: object) -> None:
 
 
 def run_config(config: AuditConfig, *, progress: bool = False, model: nn.Module | None = None,
-               data: ImageDataset | None = None, device: torch.device | None = None
-               ) -> RunOutcome:
+               data: ImageDataset | None = None, device: torch.device | None = None,
+               after_each: Callable[[RunOutcome], None] | None = None) -> RunOutcome:
     """Run one configuration and return its outcome; writes nothing. ``model`` replaces the
     victim built from the config, ``data`` the dataset it names (a benchmark's own images);
-    ``device``: ``config.device`` already resolved (``resolve_device``)."""
+    ``device``: ``config.device`` already resolved (``resolve_device``); ``after_each``: called
+    with the outcome so far as each attack ends."""
     _check_is_config(config)
     device = resolve_device(config.device) if device is None else device
     arguments = attack_arguments(config.attack, config.hyperparameters, config.attack_settings)
@@ -115,13 +119,17 @@ def run_config(config: AuditConfig, *, progress: bool = False, model: nn.Module 
     update = compute_update(model, batch, kind=config.update, fedavg=config.fedavg,
                             mode=config.threat.model_mode, defenses=pipeline, seed=config.seed)
     observation = observe(update, config.threat)
-    outcomes = run_attacks(chosen, model, observation, batch,
-                           image_shape=tuple(batch.images.shape[1:]),
-                           data_channels=data.channels, num_classes=data.num_classes,
-                           seed=config.attack_seed, device=device, progress=progress)
-    return RunOutcome(config, outcomes, batch,
-                      run_settings(config, chosen, outcomes, device,
-                                   defenses_derived=pipeline.derived))
+
+    def outcome(outcomes: dict[str, Outcome]) -> RunOutcome:
+        ran = {name: chosen[name] for name in outcomes}
+        return RunOutcome(config, dict(outcomes), batch, run_settings(
+            config, ran, outcomes, device, defenses_derived=pipeline.derived))
+
+    return outcome(run_attacks(
+        chosen, model, observation, batch, image_shape=tuple(batch.images.shape[1:]),
+        data_channels=data.channels, num_classes=data.num_classes, seed=config.attack_seed,
+        device=device, progress=progress,
+        after_each=None if after_each is None else lambda done: after_each(outcome(done))))
 
 
 def run_audit(config: AuditConfig, *, out: str | Path | None = "runs", progress: bool = True,
@@ -132,14 +140,35 @@ def run_audit(config: AuditConfig, *, out: str | Path | None = "runs", progress:
     device = resolve_device(config.device)
     if out is not None:
         check_writable(out)
-    run = run_config(config, progress=progress, model=model, device=device)
-    folder = None
-    if out is not None:
-        folder = write_report(out, f"{'-'.join(run.outcomes)}-{config.model}-{config.dataset}",
-                              config=run.settings, truth=run.truth, outcomes=run.outcomes,
-                              title=f"gradinv: {', '.join(run.outcomes)} on {config.model}")
-        save_config(config, folder / "config.toml")
+    finished: list[RunOutcome] = []
+    try:
+        run = run_config(config, progress=progress, model=model, device=device,
+                         after_each=finished.append)
+    except (KeyboardInterrupt, Terminated):
+        if finished and out is not None:  # the attacks that ended before it are kept
+            _keep_interrupted(out, finished[-1])
+        raise
+    folder = None if out is None else _write(out, run)
     return AuditResult(run.outcomes, run.truth.images, folder)
+
+
+def _write(out: str | Path, run: RunOutcome, note: str = "") -> Path:
+    """``run``'s folder under ``out`` (report, config.json and config.toml)."""
+    config = run.config
+    folder = write_report(out, f"{'-'.join(run.outcomes)}-{config.model}-{config.dataset}",
+                          config=run.settings, truth=run.truth, outcomes=run.outcomes,
+                          title=f"gradinv: {', '.join(run.outcomes)} on {config.model}{note}")
+    save_config(config, folder / "config.toml")
+    return folder
+
+
+def _keep_interrupted(out: str | Path, run: RunOutcome) -> None:
+    """The folder of a run stopped part-way: the attacks that ended, and which did not run
+    (config.json's ``not_run``); its config.toml repeats the whole run."""
+    not_run = [a for a in attack_names(run.config.attack) if a not in run.outcomes]
+    run.settings["not_run"] = not_run
+    folder = _write(out, run, f" (interrupted: {', '.join(not_run)} did not run)")
+    print(f"interrupted: kept {', '.join(run.outcomes)} in {folder / 'report.html'}")
 
 
 def audit(*, out: str | Path | None = "runs", progress: bool = True, **settings: object) -> AuditResult:

@@ -3,7 +3,7 @@ on one observed update, score them against the ground truth, write a run folder.
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -186,20 +186,29 @@ def run_settings(config: object, chosen: dict[str, attacks.Attack], outcomes: di
 def run_attacks(chosen: dict[str, attacks.Attack], model: nn.Module, observation: Observation,
                 truth: PrivateBatch | None, *, image_shape: tuple[int, ...], data_channels: int,
                 num_classes: int, seed: int, device: torch.device,
-                progress: bool) -> dict[str, Outcome]:
-    """Run every attack on the same observation; score each against ``truth`` when given."""
+                progress: bool,
+                after_each: Callable[[dict[str, Outcome]], None] | None = None
+                ) -> dict[str, Outcome]:
+    """Run every attack on the same observation; score each against ``truth`` when given.
+    ``after_each``: called with the outcomes so far as each attack ends."""
     return run_attacks_many(chosen, model, [observation], [truth], image_shape=image_shape,
                             data_channels=data_channels, num_classes=num_classes, seed=seed,
-                            device=device, progress=progress)[0]
+                            device=device, progress=progress,
+                            after_each=None if after_each is None else
+                            lambda outcomes: after_each(outcomes[0]))[0]
 
 
 def run_attacks_many(chosen: dict[str, attacks.Attack], model: nn.Module,
                      observations: Sequence[Observation], truths: Sequence[PrivateBatch | None],
                      *, image_shape: tuple[int, ...], data_channels: int, num_classes: int,
-                     seed: int, device: torch.device, progress: bool) -> list[dict[str, Outcome]]:
+                     seed: int, device: torch.device, progress: bool,
+                     after_each: Callable[[list[dict[str, Outcome]]], None] | None = None
+                     ) -> list[dict[str, Outcome]]:
     """``run_attacks`` for several observations (the clients of one round), each attack given
     them all at once (``Attack.reconstruct_many``: those that can, match them in one batched
-    pass). An outcome's ``seconds`` is its share of the attack's time on them all."""
+    pass). An outcome's ``seconds`` is its share of the attack's time on them all.
+    ``after_each``: called with the outcomes so far as each attack ends (a caller stopped
+    part-way can keep what finished)."""
     outcomes: list[dict[str, Outcome]] = [{} for _ in observations]
     for name, attack in chosen.items():
         started = time.monotonic()
@@ -211,6 +220,8 @@ def run_attacks_many(chosen: dict[str, attacks.Attack], model: nn.Module,
                 rec, truth.images, truth.labels, data_channels=data_channels,
                 num_classes=num_classes)
             own[name] = Outcome(rec, scores, seconds)
+        if after_each is not None:
+            after_each(outcomes)
     return outcomes
 
 
