@@ -253,6 +253,12 @@ CASES = [
     ("attack", ["--config", "{run_prior_range}"], "prior.output_range must be a list of two"),
     ("attack", ["--config", "{run_defenses_text}"], "run_defenses_text.toml: defenses must be a"),
     ("attack", ["--config", "{run_defense_table}"], "unknown setting 'defenses[0].setting'"),
+    ("attack", ["--config", "{run_hyper_typo}"],
+     "run_hyper_typo.toml: no chosen attack (gi) takes 'iteratons'; no attack takes it"),
+    ("attack", ["--config", "{run_hyper_value}"], "run_hyper_value.toml: gi: lr must be"),
+    ("attack", ["--config", "{run_attack_setting}"],
+     "run_attack_setting.toml: gi takes no setting 'lrr'"),
+    ("attack", ["--attack", "gias", "--init", "noise"], "(gias) takes 'init'; gi takes it"),
 ]
 
 

@@ -11,6 +11,8 @@ MINIMUM = 9  # this table's size guard (test_main_bad_input.py checks every tabl
 CASES = [
     ("sweep", ["{missing}"], "cannot read"),
     ("sweep", ["{sweep_attack_list}"], "sweep_attack_list.toml: grid.attack value 'gi,gias'"),
+    ("sweep", ["{sweep_hyper_value}"],
+     "sweep_hyper_value.toml (run gi__none__B1__seed0): gi: iterations must"),
     ("sweep", ["{sweep_repeated_seed}"], "sweep_repeated_seed.toml: the grid gives run"),
     ("sweep", ["{sweep_repeated_strength}"], "gives run gi__prune-rate=0.5__B1__seed0 twice"),
     ("sweep", ["{sweep_base_defense}"], "'none' level"),

@@ -39,12 +39,29 @@ def check_attack_settings(config: object) -> None:
     if not isinstance(per_attack, dict) or not all(isinstance(v, dict)
                                                    for v in per_attack.values()):
         raise GradinvError("attack_settings must be a dict of dicts, attack name -> settings")
+    check_attack_values(attack_arguments(config.attack, hyper, per_attack))  # type: ignore[attr-defined]
     prior = config.prior  # type: ignore[attr-defined]
     if isinstance(prior, str):
         object.__setattr__(config, "prior", PriorSpec(prior))
     elif prior is not None and not isinstance(prior, PriorSpec):
         raise GradinvError(f"prior must be a source name or a PriorSpec, not "
                            f"{type(prior).__name__}")
+
+
+def _who_takes(key: str) -> str:
+    """Which attacks take the setting ``key``, for an error that tells where it belongs."""
+    takers = [n for n in attacks.available() if key in attacks.accepted_hyperparameters(n)]
+    if takers:
+        return f"{', '.join(takers)} take{'s' if len(takers) == 1 else ''} it"
+    return "no attack takes it (see 'gradinv attack --help')"
+
+
+def check_attack_values(arguments: dict[str, dict]) -> None:
+    """Each attack's settings (``attack_arguments``) within its bounds, checked by building
+    the attack (with its default prior: the prior itself is loaded when the run starts), so
+    a bad value in a run or sweep file is refused with the file's name before anything runs."""
+    for name, given in arguments.items():
+        attacks.create(name, **{k: v for k, v in given.items() if k != "prior"})
 
 
 def check_bn_prior(arguments: dict[str, dict], threat: ThreatModel, model: nn.Module) -> None:
@@ -141,7 +158,8 @@ def attack_arguments(attack: str, hyperparameters: dict,
     for key in hyperparameters:
         takers = [n for n in names if key in accepted[n]]
         if not takers:
-            raise GradinvError(f"no attack among {', '.join(names)} takes {key!r}")
+            raise GradinvError(f"no chosen attack ({', '.join(names)}) takes {key!r}; "
+                               f"{_who_takes(key)}")
         _refuse_ambiguous(key, [n for n in takers if key not in attack_settings.get(n, {})])
     return {n: {**{k: v for k, v in hyperparameters.items() if k in accepted[n]},
                 **attack_settings.get(n, {})} for n in names}

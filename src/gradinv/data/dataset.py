@@ -66,7 +66,8 @@ def select_batch(dataset: ImageDataset, batch_size: int, *, offset: int = 0,
         raise GradinvError(f"offset {offset} is outside the dataset ({len(dataset)} images)")
     if distinct_labels and batch_size > dataset.num_classes:
         raise GradinvError(f"batch size {batch_size} is larger than the number of classes "
-                           f"({dataset.num_classes}); pass --allow-repeated-labels")
+                           f"({dataset.num_classes}); pass --allow-repeated-labels (in a run or sweep "
+                           "file: distinct_labels = false)")
     chosen: list[int] = []
     seen: set[int] = set()
     for i in range(offset, len(dataset)):
