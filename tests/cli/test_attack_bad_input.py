@@ -146,7 +146,7 @@ CASES = [
     ("attack", ["--width", "8"], "LeNet has a fixed width"),
     ("attack", ["--attack", "gi", "--prior", "fashion-mnist"], "takes 'prior'"),
     ("attack", ["--attack", "dlg", "--prior", "{missing}.pt"], "takes 'prior'"),
-    ("attack", ["--attack", "gias", "--init", "noise"], "takes 'init'"),
+    ("attack", ["--attack", "gias", "--init", "noise"], "(gias) takes 'init'; gi takes it"),
     ("attack", ["--attack", "dlg", "--tv", "0.1"], "takes 'tv'"),
     ("attack", ["--attack", "gi", "--latent-iterations", "1"], "takes 'latent_iterations'"),
     ("attack", ["--attack", "dlg", "--model", "convnet", "--bn-stats", "--bn-prior", "0.1"],
@@ -258,7 +258,6 @@ CASES = [
     ("attack", ["--config", "{run_hyper_value}"], "run_hyper_value.toml: gi: lr must be"),
     ("attack", ["--config", "{run_attack_setting}"],
      "run_attack_setting.toml: gi takes no setting 'lrr'"),
-    ("attack", ["--attack", "gias", "--init", "noise"], "(gias) takes 'init'; gi takes it"),
 ]
 
 
