@@ -167,6 +167,7 @@ FIXTURES = {
     "other_weights": lambda tmp, rec: _torch_file(
         tmp / "other.pt", DCGANGenerator(latent_dim=4, width=4).state_dict()),
     "bad_images": lambda tmp, rec: _write(tmp / "images" / "a" / "x.png", b"not a png").parents[1],
+    "one_class": lambda tmp, rec: _png(tmp / "one_class" / "cat" / "a.png").parents[1],
     "bad_cifar": lambda tmp, rec: _write(tmp / "cifar" / "test_batch",
                                          pickle.dumps([1, 2, 3])).parent,
     "corrupt_checkpoint": lambda tmp, rec: _write(tmp / "old" / "checkpoint.pt", b"junk").parent,
@@ -180,6 +181,13 @@ FIXTURES = {
               _record_copy(tmp, rec, name, damage))
        for name, damage in RECORD_DAMAGE.items()},
 }
+
+
+def _png(path: Path) -> Path:
+    from PIL import Image
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("L", (16, 16), 128).save(path)
+    return path
 
 
 def case_argv(base: str, extra: list[str], tmp: Path, shared: tuple[Path, int, int]) -> list[str]:

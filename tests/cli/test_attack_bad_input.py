@@ -132,6 +132,8 @@ CASES = [
     ("attack", ["--dataset", "folder", "--data-dir", "{file}"], "is a file"),
     ("attack", ["--dataset", "folder", "--data-dir", "{missing}"], "does not exist"),
     ("attack", ["--dataset", "folder", "--data-dir", "{emptydir}"], "no class sub-folders"),
+    ("attack", ["--dataset", "folder", "--data-dir", "{one_class}"],
+     "a classifier needs at least 2 classes, and the data has 1"),
     ("attack", ["--dataset", "folder", "--data-dir", "{bad_images}"], "cannot read image"),
     ("attack", ["--dataset", "mnist", "--data-dir", "{emptydir}"], "missing"),
     ("attack", ["--dataset", "mnist"], "needs --data-dir"),

@@ -58,8 +58,12 @@ def build_model(
     """
     if name not in _BUILDERS:
         raise GradinvError(f"unknown model {name!r}; choose one of {', '.join(available_models())}")
-    if image_size < 4 or channels < 1 or num_classes < 2:
-        raise GradinvError("a model needs image_size >= 4, channels >= 1 and num_classes >= 2")
+    if image_size < 4 or channels < 1:
+        raise GradinvError(f"a model needs image_size >= 4 and channels >= 1, not {image_size} "
+                           f"and {channels}")
+    if num_classes < 2:
+        raise GradinvError(f"a classifier needs at least 2 classes, and the data has "
+                           f"{num_classes} (an image folder has one sub-folder per class)")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = _BUILDERS[name](channels, num_classes, image_size, width or DEFAULT_WIDTH[name])
