@@ -1,5 +1,6 @@
 """Sweeps: grid expansion, one JSON line per run, resume, failures recorded, worker processes."""
 import json
+from pathlib import Path
 import time
 
 import pytest
@@ -86,6 +87,7 @@ def test_sweep_records_failures_resumes_and_retries(tmp_path, monkeypatch, capsy
     assert [x["status"] for x in lines] == ["ok", "ok", "ok", "failed"]
     assert lines[3]["error"] == "RuntimeError: worker crashed"
     assert "mean_psnr" in lines[0]["metrics"]["gi"] and len(list((out / "runs").iterdir())) == 3
+    assert all(Path(x["folder"]).name.endswith(x["id"]) for x in lines[:3])  # findable by id
 
     assert run_sweep(tmp_path / "s.toml", out, progress=False) == []  # resumes: nothing left
     # run again without --retry-failed: the failure stands, and the status says so

@@ -193,3 +193,12 @@ def test_interrupted_attack_keeps_the_attacks_that_finished(tmp_path, capsys, mo
     assert config["not_run"] == ["dlg"] and list(config["attacks"]) == ["gi"]
     assert "dlg did not run" in (folder / "report.html").read_text()
     assert 'attack = "gi,dlg"' in (folder / "config.toml").read_text()
+
+
+def test_a_defended_run_says_so_in_its_folder_name_and_title(tmp_path, capsys):
+    code, _, _ = _run(capsys, "attack", "--attack", "gi", "--model", "lenet", "--image-size",
+                      "16", "--iterations", "2", "--device", "cpu", "--defense",
+                      "prune:rate=0.5", "--out", str(tmp_path), "--quiet")
+    (folder,) = tmp_path.iterdir()
+    assert code == 0 and folder.name.endswith("-gi-lenet-default-prune")
+    assert "gi on lenet, defended by prune:rate=0.5" in (folder / "report.html").read_text()

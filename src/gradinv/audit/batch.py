@@ -133,9 +133,10 @@ def run_config(config: AuditConfig, *, progress: bool = False, model: nn.Module 
 
 
 def run_audit(config: AuditConfig, *, out: str | Path | None = "runs", progress: bool = True,
-              model: nn.Module | None = None) -> AuditResult:
+              model: nn.Module | None = None, name: str | None = None) -> AuditResult:
     """``run_config``, then a run folder under ``out`` (unless ``out`` is None) holding the
-    report and config.toml, from which ``gradinv attack --config`` repeats the run."""
+    report and config.toml, from which ``gradinv attack --config`` repeats the run. ``name``:
+    the folder's name after its timestamp (default: attacks, model, dataset and defenses)."""
     _check_is_config(config)
     device = resolve_device(config.device)
     if out is not None:
@@ -146,28 +147,32 @@ def run_audit(config: AuditConfig, *, out: str | Path | None = "runs", progress:
                          after_each=finished.append)
     except (KeyboardInterrupt, Terminated):
         if finished and out is not None:  # the attacks that ended before it are kept
-            _keep_interrupted(out, finished[-1])
+            _keep_interrupted(out, finished[-1], name)
         raise
-    folder = None if out is None else _write(out, run)
+    folder = None if out is None else _write(out, run, name)
     return AuditResult(run.outcomes, run.truth.images, folder)
 
 
-def _write(out: str | Path, run: RunOutcome, note: str = "") -> Path:
-    """``run``'s folder under ``out`` (report, config.json and config.toml)."""
+def _write(out: str | Path, run: RunOutcome, name: str | None, note: str = "") -> Path:
+    """``run``'s folder under ``out`` (report, config.json and config.toml); its name and
+    title say which attacks ran and which defenses the client applied."""
     config = run.config
-    folder = write_report(out, f"{'-'.join(run.outcomes)}-{config.model}-{config.dataset}",
-                          config=run.settings, truth=run.truth, outcomes=run.outcomes,
-                          title=f"gradinv: {', '.join(run.outcomes)} on {config.model}{note}")
+    defended = [spec.name for spec in config.defenses]
+    name = name or "-".join([*run.outcomes, config.model, config.dataset, *defended])
+    title = f"gradinv: {', '.join(run.outcomes)} on {config.model}" + (
+        f", defended by {', '.join(map(str, config.defenses))}" if defended else "")
+    folder = write_report(out, name, config=run.settings, truth=run.truth,
+                          outcomes=run.outcomes, title=title + note)
     save_config(config, folder / "config.toml")
     return folder
 
 
-def _keep_interrupted(out: str | Path, run: RunOutcome) -> None:
+def _keep_interrupted(out: str | Path, run: RunOutcome, name: str | None) -> None:
     """The folder of a run stopped part-way: the attacks that ended, and which did not run
     (config.json's ``not_run``); its config.toml repeats the whole run."""
     not_run = [a for a in attack_names(run.config.attack) if a not in run.outcomes]
     run.settings["not_run"] = not_run
-    folder = _write(out, run, f" (interrupted: {', '.join(not_run)} did not run)")
+    folder = _write(out, run, name, f" (interrupted: {', '.join(not_run)} did not run)")
     print(f"interrupted: kept {', '.join(run.outcomes)} in {folder / 'report.html'}")
 
 

@@ -311,7 +311,7 @@ def _run_attack(run: SweepRun, runs_dir: str) -> dict:
     from .batch import AuditConfig, run_audit
     from .config import config_from_dict
     config = config_from_dict(AuditConfig, run.config)
-    result = run_audit(config, out=runs_dir, progress=False)  # type: ignore[arg-type]
+    result = run_audit(config, out=runs_dir, progress=False, name=run.id)  # type: ignore[arg-type]
     metrics = {name: {**o.scores.to_dict(), "seconds": o.seconds}
                for name, o in result.outcomes.items() if o.scores is not None}
     return {"metrics": metrics, "folder": str(result.folder)}
