@@ -176,3 +176,16 @@ def append_lines(path: str | Path) -> IO[str]:
             with path.open("r+b") as f:
                 f.truncate(whole)
     return path.open("a")
+
+
+def claim_folder(pending: Path, runs: Path) -> Path:
+    """Move a worker's finished run folder into ``runs`` under its own name (``-1``, ``-2``,
+    ... appended when taken, as ``new_run_dir`` does). A worker writes where nothing is
+    recorded and the main process claims the folder as it records the result, so an
+    interrupt between the two leaves no unrecorded finished folder among the recorded ones."""
+    runs.mkdir(exist_ok=True)
+    target, k = runs / pending.name, 1
+    while target.exists():
+        target, k = runs / f"{pending.name}-{k}", k + 1
+    pending.rename(target)
+    return target

@@ -30,7 +30,7 @@ import torch
 
 from ..checks import GradinvError, check_choice, check_int, one_line
 from ..execution import batching_pays
-from ..files import FolderLock, append_lines
+from ..files import FolderLock, append_lines, claim_folder
 from ..progress import Progress
 from ..record.format import Entry, Record, RecordMeta, open_record, read_jsonl
 from ..report.page import esc, page, paragraph, section, table
@@ -262,7 +262,7 @@ def _attack_and_summarise(config: LeakageAuditConfig, record: Record, entries: l
                     f"attacking {which} of round {task.round} failed: {one_line(outcome)}")
             for line in outcome["updates"]:
                 if folder is not None:
-                    line = {**line, "folder": str(claim(Path(line["folder"]), folder / RUNS))}
+                    line = {**line, "folder": str(claim_folder(Path(line["folder"]), folder / RUNS))}
                 lines[(line["round"], line["client"])] = line
                 if file is not None:
                     file.write(json.dumps(json_safe(line)) + "\n")
@@ -283,17 +283,6 @@ RUNS, UPDATES, IDENTITY = "runs", "updates.jsonl", "audit.json"
 # interrupt while workers write (or before their results arrive) leaves no finished folder in
 # RUNS that updates.jsonl does not list; what pending/ holds is redone on resume.
 PENDING = "pending"
-
-
-def claim(pending: Path, runs: Path) -> Path:
-    """Move a worker's finished run folder into ``runs`` under its own name (``-1``, ``-2``,
-    ... appended when taken, as ``new_run_dir`` does)."""
-    runs.mkdir(exist_ok=True)
-    target, k = runs / pending.name, 1
-    while target.exists():
-        target, k = runs / f"{pending.name}-{k}", k + 1
-    pending.rename(target)
-    return target
 
 
 def audit_folder(out: str | Path, config: LeakageAuditConfig, record: Record,
