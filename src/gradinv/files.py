@@ -178,6 +178,12 @@ def append_lines(path: str | Path) -> IO[str]:
     return path.open("a")
 
 
+# Where workers write a unit's run folder; it moves to RUNS (``claim_folder``) as its result is
+# recorded, so an interrupt while workers write (or before their results arrive) leaves no
+# finished folder in RUNS that the results do not list; what pending/ holds is redone on resume.
+PENDING = "pending"
+
+
 def claim_folder(pending: Path, runs: Path) -> Path:
     """Move a worker's finished run folder into ``runs`` under its own name (``-1``, ``-2``,
     ... appended when taken, as ``new_run_dir`` does). A worker writes where nothing is

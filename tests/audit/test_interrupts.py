@@ -106,6 +106,7 @@ def test_interrupted_sweep_ends_its_workers_and_keeps_what_finished(tmp_path, si
     assert {x["status"] for x in lines} == {"ok"}
     # every run a worker finished is recorded, and nothing runs on after the exit
     assert _finished_folders(out / "runs") <= {x["folder"] for x in lines}
+    assert not (out / "pending").exists()  # unrecorded work is not left behind
     time.sleep(1)
     assert len(_lines(out / "results.jsonl")) == len(lines)
     runs = expand(read_toml(tmp_path / "s.toml"))  # a resume redoes only the rest

@@ -30,7 +30,7 @@ import torch
 
 from ..checks import GradinvError, check_choice, check_int, one_line
 from ..execution import batching_pays
-from ..files import FolderLock, append_lines, claim_folder
+from ..files import PENDING, FolderLock, append_lines, claim_folder
 from ..progress import Progress
 from ..record.format import Entry, Record, RecordMeta, open_record, read_jsonl
 from ..report.page import esc, page, paragraph, section, table
@@ -279,10 +279,6 @@ def _attack_and_summarise(config: LeakageAuditConfig, record: Record, entries: l
 
 
 RUNS, UPDATES, IDENTITY = "runs", "updates.jsonl", "audit.json"
-# Where workers write an update's run folder; it moves to RUNS as its line is recorded, so an
-# interrupt while workers write (or before their results arrive) leaves no finished folder in
-# RUNS that updates.jsonl does not list; what pending/ holds is redone on resume.
-PENDING = "pending"
 
 
 def audit_folder(out: str | Path, config: LeakageAuditConfig, record: Record,

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
 from functools import partial
@@ -54,7 +55,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..checks import GradinvError, check_int, one_line
-from ..files import append_lines, check_writable
+from ..files import PENDING, append_lines, check_writable, claim_folder
 from ..fl.victim import VictimConfig
 from ..progress import Progress
 from ..record.format import read_jsonl
@@ -70,7 +71,7 @@ GRID_KEYS = ("attack", "defense", "batch_size", "seed")
 # threat model): by default the short federation trains the audited architecture on the
 # audited data, in the audited mode.
 SHARED_KEYS = (*(f.name for f in fields(VictimConfig)), "threat")
-RESULTS = "results.jsonl"
+RESULTS, RUNS = "results.jsonl", "runs"
 SWEEP_FILE = "the sweep file"  # what errors name when the file's name is not known
 
 
@@ -375,18 +376,24 @@ def run_sweep(sweep_file: str | Path, sweep_dir: str | Path, *, workers: int = 1
     runs = expand(read_toml(sweep_file), str(sweep_file))
     check_writable(sweep_dir)
     sweep_dir = Path(sweep_dir)
-    (sweep_dir / "runs").mkdir(parents=True, exist_ok=True)
+    (sweep_dir / RUNS).mkdir(parents=True, exist_ok=True)
     done = finished(sweep_dir, runs, retry_failed=retry_failed)
     todo = [r for r in runs if r.id not in done]
     bar = Progress(f"sweep ({len(runs) - len(todo)} of {len(runs)} already done)", len(todo),
                    enabled=progress, metric="failed")
     lines: list[dict] = []
+    shutil.rmtree(sweep_dir / PENDING, ignore_errors=True)  # unrecorded: redone
     with append_lines(sweep_dir / RESULTS) as results:
         def done(run: SweepRun, outcome: dict | BaseException) -> None:
             line = run.failed(outcome) if isinstance(outcome, BaseException) else outcome
+            if "folder" in line:
+                line["folder"] = str(claim_folder(Path(line["folder"]), sweep_dir / RUNS))
             results.write(_to_json(line) + "\n")
             results.flush()
             lines.append(line)
             bar.update(len(lines), sum(x["status"] == "failed" for x in lines))
-        backend(partial(run_one, runs_dir=str(sweep_dir / "runs")), todo, workers, done)
+        try:
+            backend(partial(run_one, runs_dir=str(sweep_dir / PENDING)), todo, workers, done)
+        finally:  # the workers have ended: what pending/ holds was never recorded
+            shutil.rmtree(sweep_dir / PENDING, ignore_errors=True)
     return lines
