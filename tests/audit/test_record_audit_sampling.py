@@ -128,3 +128,17 @@ def test_audit_on_ray_gives_the_same_figures_quietly(record, tmp_path, capfd):
                        json.loads((f / "leakage.json").read_text())["updates"]), key=str)
                for f in (local, ray)]
     assert len(updates[0]) == 6 and updates[0] == updates[1]
+
+
+def test_a_finished_audit_run_again_is_not_redone(record, tmp_path, capsys):
+    argv = ["audit", str(record), *AUDIT, "--max-updates", "2", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    (folder,) = tmp_path.iterdir()
+    before = json.loads((folder / "leakage.json").read_text())["updates"]
+    capsys.readouterr()
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert f"this audit is already done in {folder}: nothing to attack" in printed
+    assert "attacked 2 of 6 updates" in printed and list(tmp_path.iterdir()) == [folder]
+    assert json.loads((folder / "leakage.json").read_text())["updates"] == before
+    assert len((folder / "updates.jsonl").read_text().splitlines()) == 2

@@ -283,8 +283,9 @@ RUNS, UPDATES, IDENTITY = "runs", "updates.jsonl", "audit.json"
 
 def audit_folder(out: str | Path, config: LeakageAuditConfig, record: Record,
                  attacks: list[str], log: Callable[[str], None]) -> Path:
-    """The newest unfinished audit under ``out`` of the same settings and the same record
-    (``Record.identity``), to resume; else a new folder."""
+    """The newest audit under ``out`` of the same settings and the same record
+    (``Record.identity``): resumed when unfinished, summarised again (nothing attacked) when
+    finished; else a new folder."""
     name = f"audit-{'-'.join(attacks)}-{record.meta.model.name}"
     settings = {k: v for k, v in asdict(config).items() if k not in HOW_IT_RUNS}
     identity = json_safe({"record": str(record.path.resolve()), "record_identity":
@@ -295,9 +296,14 @@ def audit_folder(out: str | Path, config: LeakageAuditConfig, record: Record,
             same = json.loads((folder / IDENTITY).read_text()) == identity
         except (OSError, ValueError):
             continue
-        if same and not (folder / "leakage.json").exists():
+        if not same:
+            continue
+        if (folder / "leakage.json").exists():
+            log(f"this audit is already done in {folder}: nothing to attack (another --out "
+                "runs it again)")
+        else:
             log(f"resuming the audit in {folder}")
-            return folder
+        return folder
     folder = new_run_dir(out, name)
     write_json(folder / IDENTITY, identity)
     return folder
