@@ -65,6 +65,8 @@ CASES = [
     ("fl", ["--record", "{file}"], "is not a folder"),
     ("fl", ["--record", "{not_record}"], "has no record.json"),
     ("fl", ["--record", "{rec}", "--seed", "1"], "written with other settings"),
+    ("fl", ["--record", "{rec}", "--model", "convnet"],
+     "federation.model: recorded 'lenet', now 'convnet'"),
     ("fl", ["--record", "{rec_manifest_garbage}"], "is not a JSON object"),
     ("fl", ["--record", "/proc/gradinv-bad-input/rec"], "cannot write results under"),
     # -- settings that would say one thing and do another (issue 19) ------------------------

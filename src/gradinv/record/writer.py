@@ -69,7 +69,8 @@ class RecordWriter:
         wanted = json.loads(_meta_bytes(self.meta))
         if stored != wanted:
             raise GradinvError(f"the record at {self.root} was written with other settings "
-                               f"({_first_difference(stored, wanted)}); choose another folder")
+                               f"({_listed(_differences(stored, wanted))}); choose another "
+                               "folder")
         if record.rounds():
             self.next_round = record.rounds()[-1] + 1
             self._states[self.next_round] = record.state_file(self.next_round)
@@ -128,10 +129,17 @@ def _meta_bytes(meta: RecordMeta) -> bytes:
     return (json.dumps(meta.to_json(), indent=2) + "\n").encode()
 
 
-def _first_difference(stored: object, wanted: object, path: str = "") -> str:
-    """'federation.rounds: 5 != 3' for the first setting that differs."""
+def _differences(stored: object, wanted: object, path: str = "") -> list[str]:
+    """'federation.rounds: recorded 5, now 3' for every setting that differs: one changed
+    option (a model) can change others it implies (its initialisation), and the first of
+    those alone would not name the one the user changed."""
     if isinstance(stored, dict) and isinstance(wanted, dict):
-        for key in sorted(set(stored) | set(wanted)):
-            if stored.get(key) != wanted.get(key):
-                return _first_difference(stored.get(key), wanted.get(key), f"{path}{key}.")
-    return f"{path.rstrip('.')}: recorded {stored!r}, now {wanted!r}"
+        return [line for key in sorted(set(stored) | set(wanted))
+                if stored.get(key) != wanted.get(key)
+                for line in _differences(stored.get(key), wanted.get(key), f"{path}{key}.")]
+    return [f"{path.rstrip('.')}: recorded {stored!r}, now {wanted!r}"]
+
+
+def _listed(lines: list[str], most: int = 4) -> str:
+    return "; ".join(lines[:most]) + (f"; and {len(lines) - most} more" if len(lines) > most
+                                      else "")
