@@ -22,6 +22,8 @@ def test_attack_writes_self_describing_run_folder(tmp_path, capsys):
     (folder,) = tmp_path.iterdir()
     for name in ("config.json", "metrics.json", "grid.png", "loss.png", "report.html"):
         assert (folder / name).stat().st_size > 0
+    modes = {f.name: f.stat().st_mode & 0o777 for f in folder.iterdir()}
+    assert set(modes.values()) == {modes["config.json"]}, modes  # readable as the others are
     config = json.loads((folder / "config.json").read_text())
     assert config["seed"] == 3 and config["hyperparameters"]["restarts"] == 2
     assert config["hyperparameters"]["init"] == "noise"

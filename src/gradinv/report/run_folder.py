@@ -11,8 +11,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
+from ..files import write_atomic
 from ..version import __version__
 from .page import esc, page, paragraph, section, table
 from .plots import line_chart
@@ -78,8 +79,10 @@ def write_run(folder: Path, *, config: dict, metrics: dict, rows: list[Row], tit
     write_json(folder / "config.json", {**config, "environment": environment()})
     write_json(folder / "metrics.json", metrics)
     write_png(folder / "grid.png", image_grid([r.images for r in rows], scale=3))
-    save_file({r.label: r.images.detach().float().cpu().contiguous() for r in rows},
-              folder / IMAGES)
+    # Written as every other file is (safetensors' save_file makes it readable by its owner
+    # only, and a run folder is for sharing).
+    write_atomic(folder / IMAGES, save({r.label: r.images.detach().float().cpu().contiguous()
+                                        for r in rows}))
     curves = {r.label: r.loss_history for r in rows if r.loss_history}
     line_chart(folder / "loss.png", {k: (range(1, len(v) + 1), v) for k, v in curves.items()},
                xlabel="iteration", ylabel="matching cost (best restart)", log=True,
