@@ -58,6 +58,8 @@ def test_prior_train_runs_and_resumes(train_dir, tmp_path, capsys):
     assert main([*args, "--epochs", "2"]) == 0  # more epochs: resumes from epoch 1
     assert torch.load(tmp_path / "checkpoint.pt", weights_only=False)["epoch"] == 2
     capsys.readouterr()
+    assert main([*args, "--epochs", "2"]) == 0  # the same again: nothing to do, and it says so
+    assert "has all 2 epochs: nothing to do" in capsys.readouterr().out
     assert main([*args, "--epochs", "3", "--lr", "1e-3"]) != 0  # other settings: refused
     assert "other settings" in capsys.readouterr().err
 

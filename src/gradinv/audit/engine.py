@@ -124,8 +124,11 @@ def attack_names(attack: str) -> list[str]:
         raise GradinvError(f"attack must be a name or comma-separated names (a str), not "
                            f"{type(attack).__name__} {attack!r}")
     names = [n.strip() for n in attack.split(",") if n.strip()]
-    if not names or len(set(names)) != len(names):
-        raise GradinvError(f"bad attack list {attack!r}")
+    if not names:
+        raise GradinvError(f"bad attack list {attack!r}: no attack named")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise GradinvError(f"bad attack list {attack!r}: {', '.join(twice)} named twice")
     return names
 
 

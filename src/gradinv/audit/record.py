@@ -444,9 +444,11 @@ def _coverage(summary: dict) -> str:
         return text + "."
     parts = [f"not attacked: {left['updates']} updates"]
     if left["clients"]:
-        parts.append(f"no update of clients {', '.join(map(str, left['clients']))}")
+        parts.append(f"no update attacked of client{'s' if len(left['clients']) > 1 else ''} "
+                     f"{', '.join(map(str, left['clients']))}")
     if left["rounds"]:
-        parts.append(f"none of rounds {', '.join(map(str, left['rounds']))}")
+        parts.append(f"none of round{'s' if len(left['rounds']) > 1 else ''} "
+                     f"{', '.join(map(str, left['rounds']))}")
     return f"{text}; {'; '.join(parts)} (their leakage is unknown, not low)."
 
 

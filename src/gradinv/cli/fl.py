@@ -45,14 +45,17 @@ def add_fl_parser(sub) -> None:
     p.add_argument("--dataset", default=d.dataset,
                    help="a dataset with train and test splits: default (embedded), fashion-mnist, "
                    "mnist, cifar10, cifar100 (clients train on train, accuracy is measured on "
-                   "test)")
+                   f"test; default {d.dataset})")
     p.add_argument("--data-dir", help="folder holding the dataset's files")
     p.add_argument("--image-size", type=int, default=d.image_size,
                    help=f"the model's input size (default {d.image_size})")
-    p.add_argument("--channels", type=int, default=d.channels, help="the model's input channels")
-    p.add_argument("--clients", type=int, default=d.num_clients, help="number of clients")
+    p.add_argument("--channels", type=int, default=d.channels, help="the model's input channels (default "
+                   f"{d.channels})")
+    p.add_argument("--clients", type=int, default=d.num_clients, help="number of clients (default "
+                   f"{d.num_clients})")
     p.add_argument("--partition", default=d.partition, choices=PARTITIONS,
-                   help="how the train split is divided between clients")
+                   help="how the train split is divided between clients (default "
+                   f"{d.partition})")
     p.add_argument("--alpha", type=float, help="dirichlet partition: concentration (small: few "
                    f"classes per client; default {federation.ALPHA})")
     p.add_argument("--classes-per-client", type=int, help="classes partition: classes each "
@@ -63,7 +66,8 @@ def add_fl_parser(sub) -> None:
                    help=f"rounds of training (default {d.rounds})")
     p.add_argument("--batch-size", type=int, default=d.batch_size,
                    help="images a client draws from its data each round (its private batch; all of "
-                   "its shard if it holds fewer, more than any client holds is refused)")
+                   "its shard if it holds fewer, more than any client holds is refused; default "
+                   f"{d.batch_size})")
     p.add_argument("--server-lr", type=float, help="FedSGD: the server's step size on the mean "
                    f"gradient (default {federation.SERVER_LR})")
     p.add_argument("--test-images", type=int, help="test images the global model is scored on "

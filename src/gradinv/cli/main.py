@@ -25,8 +25,16 @@ class Parser(argparse.ArgumentParser):
         self.exit(2, f"gradinv: error: {message} (see '{self.prog} --help')\n")
 
 
+DESCRIPTION = """Audit how much a federated client's update leaks: reconstruct its private images
+from the gradient or model update the server sees (DLG, iDLG, GI, GI-z, GIAS, GIML), with and
+without defenses, and report PSNR/SSIM, labels, image grids and plots.
+Start with 'gradinv demo'; 'gradinv list' names the attacks, defenses, models and datasets;
+'gradinv COMMAND --help' tells a command's options."""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = Parser(prog="gradinv", description=__doc__)
+    parser = Parser(prog="gradinv", description=DESCRIPTION,
+                    formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
     add_attack_parsers(sub)
     add_fl_parser(sub)

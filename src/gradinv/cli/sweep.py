@@ -47,7 +47,7 @@ def cmd_sweep(args: argparse.Namespace) -> None:
 def add_sweep_parser(sub) -> None:
     p = sub.add_parser("sweep", help="run a grid of audits (attack x defense x strength x "
                        "batch size x seed) from a TOML file; resumes where it stopped")
-    p.add_argument("sweep", help="the sweep file (see gradinv.sweep for its format)")
+    p.add_argument("sweep", help="the sweep file (a TOML file: README.md, section Sweeps)")
     p.add_argument("--out", help="SWEEP_DIR: results.jsonl and runs/ (default "
                    "sweeps/<file name>)")
     add_backend_arguments(p, "run")

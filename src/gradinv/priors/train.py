@@ -81,7 +81,9 @@ def train_prior(config: PriorTrainingConfig, out: str | Path, *,
         start_epoch = 0
         if checkpoint.exists():
             start_epoch = _resume(checkpoint, config, gen, disc, opt_g, opt_d)
-            log(f"resuming from {checkpoint} after epoch {start_epoch}")
+            log(f"{checkpoint} has all {config.epochs} epochs: nothing to do (raise --epochs "
+                "to go on)" if start_epoch >= config.epochs else
+                f"resuming from {checkpoint} after epoch {start_epoch}")
         (out / "settings.json").write_text(json.dumps(
             {"training": asdict(config), "generator": gen.settings(), "device": str(device),
              "fp32_precision": FP32_PRECISION}, indent=2))
