@@ -62,7 +62,7 @@ CASES = [
     ("attack", ["--attack", "gias", "--latent-iterations", HUGE], "latent_iterations must be"),
     ("attack", ["--attack", "gias", "--iterations", "1"], "gias: iterations must be at least 2"),
     ("attack", ["--update", "fedavg", "--local-lr", "nan"], "FedAvg: lr must be"),
-    ("attack", ["--update", "fedavg", "--local-lr", "0"], "FedAvg: lr must be"),
+    ("attack", ["--update", "fedavg", "--local-lr", "0"], "error: FedAvg: lr must be"),
     ("attack", ["--update", "fedavg", "--local-lr=-inf"], "FedAvg: lr must be"),
     ("attack", ["--update", "fedavg", "--local-batch-size", "0"], "local_batch_size must be"),
     ("attack", ["--update", "fedavg", "--local-batch-size", HUGE], "local_batch_size must be"),

@@ -136,7 +136,7 @@ def config_from_dict(cls: type, values: dict, *, where: str | None = None) -> ob
             table = dict(values[key])
             if "output_range" in table:
                 table["output_range"] = tuple(table["output_range"])
-            values[key] = _build(kind, table, f"{_at(where)}{key}: ")
+            values[key] = _build(kind, table, _at(where), key)
     if "defenses" in values:
         values["defenses"] = tuple(DefenseSpec(d["name"], dict(d.get("settings", {})))
                                    if isinstance(d, dict) else d for d in values["defenses"])
@@ -173,11 +173,16 @@ def _at(where: str | None) -> str:
     return "" if where is None else f"{where}: "
 
 
-def _build(kind: type, values: dict, prefix: str) -> object:
+def _build(kind: type, values: dict, prefix: str, key: str | None = None) -> object:
+    """``kind(**values)``, an error prefixed by ``prefix`` (the file) and ``key`` (the table),
+    the key only where the error does not begin with it already ('FedAvg: lr ...')."""
     try:
         return kind(**values)
     except GradinvError as err:
-        raise GradinvError(f"{prefix}{err}") from None
+        text = str(err)
+        if key is not None and not text.lower().startswith(f"{key.lower()}:"):
+            text = f"{key}: {text}"
+        raise GradinvError(f"{prefix}{text}") from None
 
 
 def _check_keys(values: dict, kind: type, where: str | None, prefix: str) -> None:
