@@ -204,3 +204,21 @@ def test_a_defended_run_says_so_in_its_folder_name_and_title(tmp_path, capsys):
     (folder,) = tmp_path.iterdir()
     assert code == 0 and folder.name.endswith("-gi-lenet-default-prune")
     assert "gi on lenet, defended by prune:rate=0.5" in (folder / "report.html").read_text()
+
+
+def test_interrupted_attack_on_a_record_keeps_the_attacks_that_finished(
+        tmp_path, capsys, monkeypatch, shared_record):
+    from gradinv.attacks.dlg import DLG
+    record, client, _ = shared_record
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(DLG, "reconstruct_many", interrupted)
+    code, out, _ = _run(capsys, "attack", "--record", str(record), "--round", "0", "--client",
+                        str(client), "--attack", "gi,dlg", "--iterations", "2", "--device",
+                        "cpu", "--out", str(tmp_path / "o"), "--quiet")
+    (folder,) = (tmp_path / "o").iterdir()
+    assert code == 130 and f"kept gi in {folder / 'report.html'}" in out
+    assert json.loads((folder / "config.json").read_text())["not_run"] == ["dlg"]
+    assert list(json.loads((folder / "metrics.json").read_text())) == ["gi"]
+    assert "dlg did not run" in (folder / "report.html").read_text()

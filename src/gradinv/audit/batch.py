@@ -21,8 +21,8 @@ from ..types import DefenseSpec, FedAvgConfig, PrivateBatch, ThreatModel, Update
 from .backends import Terminated
 from .config import PriorSpec, resolve_device, save_config
 from .engine import (AuditResult, Outcome, attack_arguments, attack_names, build_attacks,
-                     check_attack_settings, check_bn_prior, run_attacks, run_settings,
-                     write_report)
+                     check_attack_settings, check_bn_prior, interrupted, run_attacks,
+                     run_settings, write_report)
 
 
 @dataclass(frozen=True)
@@ -170,9 +170,9 @@ def _write(out: str | Path, run: RunOutcome, name: str | None, note: str = "") -
 def _keep_interrupted(out: str | Path, run: RunOutcome, name: str | None) -> None:
     """The folder of a run stopped part-way: the attacks that ended, and which did not run
     (config.json's ``not_run``); its config.toml repeats the whole run."""
-    not_run = [a for a in attack_names(run.config.attack) if a not in run.outcomes]
-    run.settings["not_run"] = not_run
-    folder = _write(out, run, name, f" (interrupted: {', '.join(not_run)} did not run)")
+    run.settings["not_run"], note = interrupted(attack_names(run.config.attack),
+                                                list(run.outcomes))
+    folder = _write(out, run, name, note)
     print(f"interrupted: kept {', '.join(run.outcomes)} in {folder / 'report.html'}")
 
 

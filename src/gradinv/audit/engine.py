@@ -246,6 +246,13 @@ def run_attacks_many(chosen: dict[str, attacks.Attack], model: nn.Module,
     return outcomes
 
 
+def interrupted(chosen: Sequence[str], ran: Sequence[str]) -> tuple[list[str], str]:
+    """For a run stopped part-way (Ctrl-C, SIGTERM) and kept: the chosen attacks that did not
+    run (config.json's ``not_run``), and the note its report's title ends with."""
+    not_run = [name for name in chosen if name not in ran]
+    return not_run, f" (interrupted: {', '.join(not_run)} did not run)"
+
+
 def write_report(out: str | Path, name: str, *, config: dict, truth: PrivateBatch | None,
                  outcomes: dict[str, Outcome], title: str) -> Path:
     """A new run folder under ``out``: ground-truth row (if known), one row per attack (matched

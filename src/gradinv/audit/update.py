@@ -23,10 +23,13 @@ from ..models import adapt_model
 from ..record.format import Record, open_record
 from ..record.model import ModelSpec, describe_module, first_difference
 from ..record.private import load_private_batch
+from ..types import PrivateBatch
 from ..user_code import user_module
+from .backends import Terminated
 from .config import PriorSpec, resolve_device, save_config
-from .engine import (AuditResult, attack_arguments, build_attacks, check_attack_settings,
-                     check_bn_prior, run_attacks_many, run_settings, write_report)
+from .engine import (AuditResult, Outcome, attack_arguments, build_attacks,
+                     check_attack_settings, check_bn_prior, interrupted, run_attacks_many,
+                     run_settings, write_report)
 
 
 @dataclass(frozen=True)
@@ -126,39 +129,67 @@ def run_record_audit(config: RecordAuditConfig, *, out: str | Path | None = "run
                      progress: bool = True, model: UserModel | None = None) -> AuditResult:
     """Attack client ``config.client``'s update of round ``config.round``; scores are None
     when the record holds no private batch for it. ``model``: the user's own client model (or
-    its factory), for a record of it."""
+    its factory), for a record of it. Interrupted during a later attack, it writes the
+    attacks that ended (``gradinv attack`` keeps them)."""
     check_config(config)
     return run_round_audit(config, config.round, [config.client], out=out, progress=progress,
-                           model=model)[0]
+                           model=model, keep_interrupted=True)[0]
 
 
 def run_round_audit(config: RecordAttackConfig, round: int, clients: Sequence[int], *,
                     out: str | Path | None = "runs", progress: bool = True,
-                    model: UserModel | None = None) -> list[AuditResult]:
+                    model: UserModel | None = None,
+                    keep_interrupted: bool = False) -> list[AuditResult]:
     """Attack the updates of ``clients`` in round ``round``, all at once (the attacks that can
     match them in one batched pass do: they share the round's broadcast weights); one result
-    and one run folder per client, as ``run_record_audit`` writes for each."""
+    and one run folder per client, as ``run_record_audit`` writes for each.
+    ``keep_interrupted``: stopped during a later attack, write the attacks that ended (not
+    for an audit's units, which are whole or redone)."""
     device, chosen, record, model = prepare_record_attacks(config, out, model)
     observations = [record.observation(round, c) for c in clients]
     truths = [load_private_batch(config.record, round, c) for c in clients]
     spec = record.meta.model
-    found = run_attacks_many(chosen, model, observations, truths,
-                             image_shape=(spec.channels, spec.image_size, spec.image_size),
-                             data_channels=record.meta.data_channels,
-                             num_classes=spec.num_classes, seed=config.seed, device=device,
-                             progress=progress)
+    finished: list[list[dict[str, Outcome]]] = []
+    try:
+        found = run_attacks_many(
+            chosen, model, observations, truths,
+            image_shape=(spec.channels, spec.image_size, spec.image_size),
+            data_channels=record.meta.data_channels, num_classes=spec.num_classes,
+            seed=config.seed, device=device, progress=progress,
+            after_each=lambda outcomes: finished.append([dict(o) for o in outcomes]))
+    except (KeyboardInterrupt, Terminated):
+        if keep_interrupted and finished and out is not None:
+            not_run, note = interrupted(list(chosen), list(finished[-1][0]))
+            for result in _write_round(config, round, clients, truths, finished[-1], chosen,
+                                       record, device, out, {"not_run": not_run}, note):
+                print(f"interrupted: kept {', '.join(result.outcomes)} in "
+                      f"{result.folder / 'report.html'}")  # type: ignore[operator]
+        raise
+    return _write_round(config, round, clients, truths, found, chosen, record, device, out)
+
+
+def _write_round(config: RecordAttackConfig, round: int, clients: Sequence[int],
+                 truths: Sequence[PrivateBatch | None], found: list[dict[str, Outcome]],
+                 chosen: dict[str, Attack], record: Record, device: torch.device,
+                 out: str | Path | None, extra: dict | None = None, note: str = ""
+                 ) -> list[AuditResult]:
+    """One result per client, each with its run folder under ``out`` (unless None);
+    ``extra`` joins config.json, ``note`` ends the title."""
+    spec = record.meta.model
     base = {f.name: getattr(config, f.name) for f in fields(RecordAttackConfig)}
     results = []
     for client, truth, outcomes in zip(clients, truths, found):
         folder = None
         if out is not None:
             one = RecordAuditConfig(**base, round=round, client=client)
+            ran = {name: chosen[name] for name in outcomes}
             name = f"{'-'.join(outcomes)}-{spec.name}-round{round}-client{client}"
-            folder = write_report(out, name, config={**run_settings(one, chosen, outcomes, device),
-                                                     "record_meta": record.meta.to_json()},
+            folder = write_report(out, name, config={**run_settings(one, ran, outcomes, device),
+                                                     "record_meta": record.meta.to_json(),
+                                                     **(extra or {})},
                                   truth=truth, outcomes=outcomes,
                                   title=f"gradinv: {', '.join(outcomes)} on round {round}, "
-                                        f"client {client} of {config.record}")
+                                        f"client {client} of {config.record}{note}")
             save_config(one, folder / "config.toml")
         results.append(AuditResult(outcomes, None if truth is None else truth.images, folder))
     return results
