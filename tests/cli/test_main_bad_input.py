@@ -14,7 +14,9 @@ MINIMUM = 3  # this table's size guard (checked below with every other table's)
 # (base, extra arguments, fragment of the one error line; None: an argparse error)
 CASES = [
     # -- list and the parser itself ---------------------------------------------------------
-    ("none", ["list", "--all"], None),
+    ("none", ["list", "--all"], "unrecognized arguments: --all (see 'gradinv list --help')"),
+    ("none", ["report", "x", "--quiet"], "--quiet (see 'gradinv report --help')"),
+    ("none", ["fl", "simulate", "--record", "r", "--bogus"], "(see 'gradinv fl simulate --help')"),
     ("none", ["list", "attacks"], None),
     ("none", [], None),
     ("none", ["attak"], None),

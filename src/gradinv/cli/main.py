@@ -42,13 +42,32 @@ def build_parser() -> argparse.ArgumentParser:
     add_sweep_parser(sub)
     add_report_parser(sub)
     add_audit_parser(sub)
+    _name_leaves(parser)
     return parser
+
+
+def _name_leaves(parser: argparse.ArgumentParser) -> None:
+    """Every command's parser remembers itself (``command_parser``), so that an unknown
+    option names that command's --help, not gradinv's (argparse reports it at the top)."""
+    subcommands = [a for a in parser._actions if isinstance(a, argparse._SubParsersAction)]
+    if not subcommands:
+        parser.set_defaults(command_parser=parser)
+    for action in subcommands:
+        for child in set(action.choices.values()):
+            _name_leaves(child)
+
+
+def parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    args, unknown = build_parser().parse_known_args(argv)
+    if unknown:
+        args.command_parser.error(f"unrecognized arguments: {' '.join(unknown)}")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command; one line and the shell's codes when interrupted (130 for SIGINT, 143
     for SIGTERM), after the command has recorded what finished and ended its workers."""
-    args = build_parser().parse_args(argv)
+    args = parse(argv)
     try:
         with sigterm_raises():
             args.run(args)
