@@ -166,6 +166,11 @@ FIXTURES = {
     "module_pt": lambda tmp, rec: _torch_file(tmp / "module.pt", nn.Linear(2, 2)),
     "other_weights": lambda tmp, rec: _torch_file(
         tmp / "other.pt", DCGANGenerator(latent_dim=4, width=4).state_dict()),
+    "run_folder": lambda tmp, rec: _write(tmp / "run" / "report.html", b"<html>").parent,
+    "sweeps_parent": lambda tmp, rec: _write(tmp / "sweeps" / "s1" / "results.jsonl",
+                                             b"").parents[1],
+    "binary_results": lambda tmp, rec: _write(tmp / "bin" / "results.jsonl",
+                                              b"\xff\xfe\x00binary").parent,
     "bad_images": lambda tmp, rec: _write(tmp / "images" / "a" / "x.png", b"not a png").parents[1],
     "one_class": lambda tmp, rec: _png(tmp / "one_class" / "cat" / "a.png").parents[1],
     "bad_cifar": lambda tmp, rec: _write(tmp / "cifar" / "test_batch",

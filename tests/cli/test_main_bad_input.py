@@ -9,7 +9,7 @@ import test_prior_bad_input
 import test_sweep_bad_input
 from bad_input import BASES, case_id
 
-MINIMUM = 3  # this table's size guard (checked below with every other table's)
+MINIMUM = 9  # this table's size guard (checked below with every other table's)
 
 # (base, extra arguments, fragment of the one error line; None: an argparse error)
 CASES = [
@@ -17,6 +17,13 @@ CASES = [
     ("none", ["list", "--all"], "unrecognized arguments: --all (see 'gradinv list --help')"),
     ("none", ["report", "x", "--quiet"], "--quiet (see 'gradinv report --help')"),
     ("none", ["fl", "simulate", "--record", "r", "--bogus"], "(see 'gradinv fl simulate --help')"),
+    # -- report: what users hand it instead of a sweep folder --------------------------------
+    ("none", ["report", "{missing}"], "missing does not exist"),
+    ("none", ["report", "{file}"], "file.txt is a file, not a sweep folder"),
+    ("none", ["report", "{emptydir}"], "emptydir holds no results.jsonl (run 'gradinv sweep"),
+    ("none", ["report", "{run_folder}"], "it holds its own report, "),
+    ("none", ["report", "{sweeps_parent}"], "the sweeps in it: "),
+    ("none", ["report", "{binary_results}"], "results.jsonl is not a text file"),
     ("none", ["list", "attacks"], None),
     ("none", [], None),
     ("none", ["attak"], None),

@@ -34,9 +34,25 @@ def load_results(sweep_dir: str | Path) -> list[dict]:
     """The sweep's finished units (the last line of each id) that succeeded; a line without a
     kind (written before utility units existed) is an attack run."""
     if not (Path(sweep_dir) / RESULTS).exists():
-        raise GradinvError(f"{sweep_dir} holds no {RESULTS} (run 'gradinv sweep' first)")
+        raise GradinvError(_not_a_sweep(Path(sweep_dir)))
     return [line for line in read_results(sweep_dir).values()
             if line["status"] == "ok" and "point" in line]
+
+
+def _not_a_sweep(folder: Path) -> str:
+    """Why ``folder`` is no sweep folder, and where to look instead: users hand ``report`` an
+    attack or audit folder (which has its own report) or the folder their sweeps are in."""
+    if not folder.exists():
+        return f"{folder} does not exist (give the SWEEP_DIR that 'gradinv sweep' wrote)"
+    if not folder.is_dir():
+        return f"{folder} is a file, not a sweep folder (give the SWEEP_DIR 'gradinv sweep' wrote)"
+    if (folder / "report.html").exists():
+        return (f"{folder} is not a sweep folder: it holds its own report, "
+                f"{folder / 'report.html'}")
+    inside = sorted(str(p.parent) for p in folder.glob(f"*/{RESULTS}"))
+    if inside:
+        return f"{folder} holds no {RESULTS}; the sweeps in it: {', '.join(inside)}"
+    return f"{folder} holds no {RESULTS} (run 'gradinv sweep' first)"
 
 
 def summarise(lines: list[dict], utility: dict[tuple, dict] | None = None) -> list[dict]:

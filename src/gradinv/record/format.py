@@ -194,8 +194,10 @@ def read_jsonl(path: Path) -> list[tuple[str, dict]]:
     any other line that is not JSON is an error."""
     try:
         text = path.read_text()
-    except (OSError, UnicodeDecodeError):
+    except OSError:
         raise GradinvError(f"{path} is missing or unreadable") from None
+    except UnicodeDecodeError:
+        raise GradinvError(f"{path} is not a text file (JSON lines expected)") from None
     lines = text.split("\n")[:-1]  # what follows the last newline was never finished
     parsed = []
     for number, line in enumerate(lines, 1):
