@@ -34,7 +34,9 @@ def load_torch_file(path: str | Path, what: str) -> object:
     if not path.exists():
         raise GradinvError(f"{what} {path} does not exist")
     if path.is_dir():
-        raise GradinvError(f"{what} {path} is a folder, not a file")
+        inside = sorted(str(p) for p in path.glob("*.pt"))
+        raise GradinvError(f"{what} {path} is a folder, not a file"
+                           + (f" (its files: {', '.join(inside)})" if inside else ""))
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")

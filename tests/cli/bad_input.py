@@ -166,6 +166,7 @@ FIXTURES = {
     "module_pt": lambda tmp, rec: _torch_file(tmp / "module.pt", nn.Linear(2, 2)),
     "other_weights": lambda tmp, rec: _torch_file(
         tmp / "other.pt", DCGANGenerator(latent_dim=4, width=4).state_dict()),
+    "prior_folder": lambda tmp, rec: _write(tmp / "learnt" / "generator.pt", b"x").parent,
     "run_folder": lambda tmp, rec: _write(tmp / "run" / "report.html", b"<html>").parent,
     "sweeps_parent": lambda tmp, rec: _write(tmp / "sweeps" / "s1" / "results.jsonl",
                                              b"").parents[1],

@@ -122,6 +122,8 @@ CASES = [
     ("attack", ["--attack", "gias", "--prior", "{empty}"], "not a readable torch file"),
     ("attack", ["--attack", "gias", "--prior", "{corrupt_pt}"], "not a readable torch file"),
     ("attack", ["--attack", "gias", "--prior", "{emptydir}"], "is a folder"),
+    ("attack", ["--attack", "gias", "--prior", "{prior_folder}"],
+     "is a folder, not a file (its files: "),
     ("attack", ["--attack", "gias", "--prior", "{state_pt}"], "not written by"),
     ("attack", ["--attack", "gias", "--prior", "{module_pt}"], "pickled Python objects"),
     ("attack", ["--attack", "gias", "--prior", USER_GENERATOR, "--prior-weights", "{missing}"],
