@@ -2,6 +2,7 @@
 -> scores -> run folder, in one call."""
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .. import attacks
 from ..checks import MAX_COUNT, GradinvError, check_bool, check_int
 from ..data import ImageDataset, load_dataset, private_batch, resolve_split
 from ..defenses import DefensePipeline
@@ -176,6 +178,18 @@ def _keep_interrupted(out: str | Path, run: RunOutcome, name: str | None) -> Non
     print(f"interrupted: kept {', '.join(run.outcomes)} in {folder / 'report.html'}")
 
 
+def _refuse_unknown_keywords(keywords: dict, names: list[str]) -> None:
+    """A keyword that is neither a run setting (``names``) nor any attack's: a typo such as
+    ``modle="lenet"`` is named with the closest setting, not blamed on the chosen attacks."""
+    taken = set(names) | {key for name in attacks.available()
+                          for key in attacks.accepted_hyperparameters(name)}
+    for key in keywords:
+        if key not in taken:
+            close = difflib.get_close_matches(key, sorted(taken), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise GradinvError(f"audit() takes no setting {key!r}{hint}")
+
+
 def audit(*, out: str | Path | None = "runs", progress: bool = True, **settings: object) -> AuditResult:
     """Keyword front door: settings named like ``AuditConfig`` fields; others go to the attack.
 
@@ -184,6 +198,7 @@ def audit(*, out: str | Path | None = "runs", progress: bool = True, **settings:
     fields = AuditConfig.__dataclass_fields__
     config = {k: v for k, v in settings.items() if k in fields}
     hyper = {k: v for k, v in settings.items() if k not in fields}
+    _refuse_unknown_keywords(hyper, [*fields, "out", "progress"])
     if not isinstance(config.get("hyperparameters", {}), dict):
         raise GradinvError("hyperparameters must be a dict of attack settings, not "
                            f"{type(config['hyperparameters']).__name__}")
