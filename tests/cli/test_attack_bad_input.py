@@ -259,7 +259,8 @@ CASES = [
     ("attack", ["--config", "{run_defenses_text}"], "run_defenses_text.toml: defenses must be a"),
     ("attack", ["--config", "{run_defense_table}"], "unknown setting 'defenses[0].setting'"),
     ("attack", ["--config", "{run_hyper_typo}"],
-     "run_hyper_typo.toml: no chosen attack (gi) takes 'iteratons'; no attack takes it"),
+     "run_hyper_typo.toml: no chosen attack (gi) takes 'iteratons'; no attack takes it; "
+     "did you mean 'iterations'?"),
     ("attack", ["--config", "{run_hyper_value}"], "run_hyper_value.toml: gi: lr must be"),
     ("attack", ["--config", "{run_attack_setting}"],
      "run_attack_setting.toml: gi takes no setting 'lrr'"),

@@ -2,6 +2,7 @@
 on one observed update, score them against the ground truth, write a run folder."""
 from __future__ import annotations
 
+import difflib
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -53,7 +54,10 @@ def _who_takes(key: str) -> str:
     takers = [n for n in attacks.available() if key in attacks.accepted_hyperparameters(n)]
     if takers:
         return f"{', '.join(takers)} take{'s' if len(takers) == 1 else ''} it"
-    return "no attack takes it (see 'gradinv attack --help')"
+    every = sorted({k for n in attacks.available() for k in attacks.accepted_hyperparameters(n)})
+    close = difflib.get_close_matches(key, every, n=1)
+    return "no attack takes it" + (f"; did you mean {close[0]!r}?" if close
+                                   else " (see 'gradinv attack --help')")
 
 
 def check_attack_values(arguments: dict[str, dict]) -> None:
