@@ -45,6 +45,8 @@ def test_list_shows_every_attack(capsys):
     for name in available():
         assert name in out
     assert "priors (--prior): fashion-mnist" in out
+    assert "sigma=0.01, seed=0" in out  # a bare --defense noise: what it runs with
+    assert "epsilon, max_norm, delta=1e-05" in out  # dp-noise: the two without a default first
 
 
 

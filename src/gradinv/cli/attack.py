@@ -170,9 +170,9 @@ def cmd_list(args: argparse.Namespace) -> None:
     print("label methods (--label-method; default auto):")
     for name, summary in labels.available().items():
         print(f"  {name:8s} {summary}")
-    print("defenses (--defense NAME:key=value,...):")
+    print("defenses (--defense NAME:key=value,...; below each, its settings and defaults):")
     for name, summary in defenses.available().items():
-        print(f"  {name:8s} {summary}")
+        print(f"  {name:8s} {summary}\n  {'':8s}   {defenses.settings_help(name)}")
     print(f"models:   {', '.join(available_models())}")
     print(f"datasets: {', '.join(DATASETS)}")
     print("priors (--prior): fashion-mnist (shipped), faces (DigiFace DCGAN, make faces), a "

@@ -120,6 +120,14 @@ def create(name: str, **settings: object) -> Defense:
     return defense
 
 
+def settings_help(name: str) -> str:
+    """The settings ``name`` takes with their defaults (``epsilon`` when it has none), for
+    ``gradinv list``: a bare ``--defense noise`` runs with sigma=0.01, which users must see."""
+    parameters = inspect.signature(REGISTRY.get(name).__init__).parameters.values()
+    return ", ".join(p.name if p.default is inspect.Parameter.empty else f"{p.name}={p.default}"
+                     for p in parameters if p.name != "self")
+
+
 def parse_spec(text: str) -> DefenseSpec:
     """``name`` or ``name:key=value,key=value`` (values read as Python literals, else as
     strings), e.g. ``prune:rate=0.9`` or ``quantize:mode=uniform,bits=4``."""
