@@ -127,8 +127,8 @@ def test_report_shows_leakage_against_the_short_federations_accuracy(sweep):
 
 
 def test_grid_without_matplotlib_is_gradinvs_own_png(sweep, monkeypatch):
-    from gradinv.report import defense_grid, privacy_utility
-    monkeypatch.setattr(defense_grid, "pyplot", lambda: None)
+    from gradinv.report import defense_grid, plots, privacy_utility
+    monkeypatch.setattr(plots, "pyplot", lambda: None)
     monkeypatch.setattr(privacy_utility, "pyplot", lambda: None)
     lines = [x for x in _lines(sweep / "out") if x.get("kind") == "attack"]
     out = sweep / "fallback"

@@ -33,7 +33,9 @@ def test_attack_writes_self_describing_run_folder(tmp_path, capsys):
     assert "torch" in config["environment"]
     metrics = json.loads((folder / "metrics.json").read_text())["gi"]
     assert len(metrics["psnr"]) == 2 and len(metrics["restart_costs"]) == 2
-    assert (folder / "grid.png").read_bytes().startswith(b"\x89PNG")
+    grid = (folder / "grid.png").read_bytes()
+    assert grid.startswith(b"\x89PNG")  # matplotlib's table, rows named: 2.4 x 3 inches
+    assert (int.from_bytes(grid[16:20], "big"), int.from_bytes(grid[20:24], "big")) == (240, 300)
     header = (folder / "loss.png").read_bytes()[16:24]  # PNG IHDR: width, height
     assert int.from_bytes(header[:4], "big") == 600  # matplotlib's figure with axes and legend
 

@@ -7,8 +7,7 @@ from pathlib import Path
 import torch
 
 from .levels import Level, level_label, level_of, sorted_levels
-from .plots import pyplot
-from .png import image_grid, write_png
+from .plots import image_table
 from .run_folder import read_images
 
 TRUTH = "ground truth"
@@ -55,27 +54,6 @@ def _draw(path: Path, cells: dict[tuple[Level, str], torch.Tensor], title: str) 
     attacks = list(dict.fromkeys(c for _, c in cells if c != TRUTH))
     columns = [TRUTH, *attacks] if any(c == TRUTH for _, c in cells) else attacks
     blank = torch.full_like(next(iter(cells.values())), 0.5)  # a run that failed: grey
-    plt = pyplot()
-    if plt is None:  # gradinv's own PNG, without labels: one row per level
-        write_png(path, image_grid([torch.cat([cells.get((lv, c), blank) for c in columns])
-                                    for lv in levels], scale=3))
-        return
-    batch = len(blank)
-    fig, axes = plt.subplots(len(levels), len(columns), squeeze=False,
-                             figsize=(0.8 + len(columns) * max(1.3, 0.8 * batch),
-                                      0.6 + 1.2 * len(levels)))
-    for i, level in enumerate(levels):
-        for j, column in enumerate(columns):
-            ax = axes[i][j]
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.imshow(image_grid([cells.get((level, column), blank)], scale=1, pad=1),
-                      interpolation="nearest")
-            if i == 0:
-                ax.set_title(column, fontsize=9)
-            if j == 0:
-                ax.set_ylabel(level_label(level), fontsize=9)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    image_table(path, [[cells.get((level, c), blank) for c in columns] for level in levels],
+                row_labels=[level_label(level) for level in levels], column_labels=columns,
+                title=title)

@@ -6,7 +6,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
 
-from .png import CURVE_COLOURS, line_plot, write_png
+import torch
+
+from .png import CURVE_COLOURS, image_grid, line_plot, write_png
 
 
 def pyplot() -> ModuleType | None:
@@ -46,6 +48,36 @@ def line_chart(path: Path, series: dict[str, tuple[Sequence[float], Sequence[flo
     if title:
         ax.set_title(title)
     ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def image_table(path: Path, cells: list[list[torch.Tensor]], *, row_labels: Sequence[str],
+                column_labels: Sequence[str] | None = None, title: str = "") -> None:
+    """Batches of images in [0, 1], ``cells[row][column]`` each, laid out as a table with every
+    row and column named (matplotlib); without matplotlib the same layout, unlabelled, in
+    gradinv's own PNG (the report pages name the rows then)."""
+    plt = pyplot()
+    if plt is None:
+        write_png(path, image_grid([torch.cat(row) for row in cells], scale=3))
+        return
+    batch = max(len(cell) for row in cells for cell in row)
+    width = max(1.3, 0.8 * batch)
+    fig, axes = plt.subplots(len(cells), len(cells[0]), squeeze=False,
+                             figsize=(0.8 + len(cells[0]) * width, 0.6 + 1.2 * len(cells)))
+    for i, row in enumerate(cells):
+        for j, cell in enumerate(row):
+            ax = axes[i][j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.imshow(image_grid([cell], scale=1, pad=1), interpolation="nearest")
+            if i == 0 and column_labels:
+                ax.set_title(column_labels[j], fontsize=9)
+            if j == 0:
+                ax.set_ylabel(row_labels[i], fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

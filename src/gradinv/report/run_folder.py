@@ -16,8 +16,8 @@ from safetensors.torch import load_file, save
 from ..files import write_atomic
 from ..version import __version__
 from .page import esc, page, paragraph, section, table
-from .plots import line_chart
-from .png import CURVE_COLOURS, image_grid, write_png
+from .plots import image_table, line_chart
+from .png import CURVE_COLOURS
 
 IMAGES = "images.safetensors"
 SCORED_CHANNELS = ("PSNR and SSIM compare images in the dataset's own channels: a grey "
@@ -78,7 +78,8 @@ def write_run(folder: Path, *, config: dict, metrics: dict, rows: list[Row], tit
     folder.mkdir(parents=True, exist_ok=True)
     write_json(folder / "config.json", {**config, "environment": environment()})
     write_json(folder / "metrics.json", metrics)
-    write_png(folder / "grid.png", image_grid([r.images for r in rows], scale=3))
+    image_table(folder / "grid.png", [[r.images] for r in rows],
+                row_labels=[r.label for r in rows])
     # Written as every other file is (safetensors' save_file makes it readable by its owner
     # only, and a run folder is for sharing).
     write_atomic(folder / IMAGES, save({r.label: r.images.detach().float().cpu().contiguous()
