@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import fcntl
 import io
+import json
 import os
 import pickle
 import socket
@@ -165,6 +166,22 @@ class FolderLock:
 
     def __exit__(self, *exc: object) -> None:
         self.release()
+
+
+def keep_log_lines(path: Path, key: str, last: int) -> None:
+    """Keep the lines of the JSON-lines log ``path`` whose ``key`` is at most ``last``: a run
+    resumed from its checkpoint redoes what came after it, which must not be logged twice (a
+    line torn by a kill goes too). No file: nothing to do."""
+    if not path.exists():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            if json.loads(line)[key] <= last:
+                kept.append(line)
+        except (ValueError, KeyError, TypeError):
+            continue
+    path.write_text("".join(line + "\n" for line in kept))
 
 
 def append_lines(path: str | Path) -> IO[str]:

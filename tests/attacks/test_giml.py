@@ -50,6 +50,7 @@ def test_tiny_giml_run_gives_a_prior_gias_can_use(observed, tmp_path):
     assert sorted(p.name for p in tmp_path.glob("samples-step*.png")) == [
         "samples-step00002.png", "samples-step00004.png"]
     assert len((tmp_path / "steps.jsonl").read_text().splitlines()) == 4
+    assert (tmp_path / "costs.png").read_bytes().startswith(b"\x89PNG")  # the costs' curves
     prior = load_prior(str(path))
     rec = attacks.create("gias", prior=prior, iterations=4, latent_iterations=2, restarts=1
                          ).reconstruct(model, obs[0], image_shape=(1, 16, 16), progress=False)

@@ -1,4 +1,5 @@
 """Generators: save/load, prior training with resume, and GIAS's batched per-image copies."""
+import json
 
 import numpy as np
 import pytest
@@ -78,6 +79,35 @@ def test_prior_train_resume_continues_exactly(train_dir, tmp_path):
     a, b = load_generator(straight), load_generator(resumed)
     for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
         torch.testing.assert_close(va, vb, msg=k)
+    assert _epoch_log(tmp_path / "a") == _epoch_log(tmp_path / "b")
+    assert [line["epoch"] for line in _epoch_log(tmp_path / "a")] == [1, 2]
+    assert (tmp_path / "b" / "losses.png").read_bytes().startswith(b"\x89PNG")
+
+
+def test_prior_train_log_keeps_only_what_the_checkpoint_holds(train_dir, tmp_path):
+    """A line torn by a kill, or lines of epochs the checkpoint does not hold (a kill between
+    the two writes, a folder whose checkpoint was removed), are not kept or repeated."""
+    from gradinv.priors.train import PriorTrainingConfig, train_prior
+    cfg = dict(dataset="mnist", data_dir=str(train_dir), width=8, latent_dim=8, batch_size=50,
+               max_images=100)
+    train_prior(PriorTrainingConfig(epochs=1, **cfg), tmp_path, progress=False,
+                log=lambda *_: None)
+    with (tmp_path / "epochs.jsonl").open("a") as f:
+        f.write('{"epoch": 2, "d_loss": 9.0}\n{"epoch": 3, "d_lo')
+    train_prior(PriorTrainingConfig(epochs=2, **cfg), tmp_path, progress=False,
+                log=lambda *_: None)
+    assert [line["epoch"] for line in _epoch_log(tmp_path)] == [1, 2]
+    assert _epoch_log(tmp_path)[1]["d_loss"] != 9.0
+    (tmp_path / "checkpoint.pt").unlink()  # starts again from epoch 1: the old log goes
+    train_prior(PriorTrainingConfig(epochs=1, **cfg), tmp_path, progress=False,
+                log=lambda *_: None)
+    assert [line["epoch"] for line in _epoch_log(tmp_path)] == [1]
+
+
+def _epoch_log(folder) -> list[dict]:
+    """epochs.jsonl without the seconds, which differ from run to run."""
+    lines = (folder / "epochs.jsonl").read_text().splitlines()
+    return [{k: v for k, v in json.loads(line).items() if k != "seconds"} for line in lines]
 
 
 def test_prior_must_use_train_split():

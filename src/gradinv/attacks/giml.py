@@ -46,10 +46,11 @@ from torch import nn
 
 from ..checks import MAX_RATE, MAX_SIZE, GradinvError, check_float, check_int
 from ..execution import batching_pays, fp32_precision
-from ..files import FolderLock, check_writable, load_torch_file, save_torch_file
+from ..files import (FolderLock, check_writable, keep_log_lines, load_torch_file,
+                     save_torch_file)
 from ..priors import DCGANGenerator, Prior, save_generator
 from ..progress import Progress
-from ..report import image_grid, write_png
+from ..report import image_grid, log_chart, write_png
 from ..types import Observation
 from .base import prepare_target
 from .gi_z import GIz
@@ -195,7 +196,8 @@ def learn_prior(
 
     ``model`` supplies the architecture only: each observation carries the weights of its own
     round. ``out`` holds checkpoint.pt (resumed from when present), samples-stepN.png,
-    steps.jsonl (one line per meta step) and settings.json; it is locked while written.
+    steps.jsonl (one line per meta step), costs.png (its costs) and settings.json; it is
+    locked while written.
     ``source`` identifies the record the observations come from (``Record.identity``): the
     checkpoint keeps it, and resuming from another record is refused, since its step would
     index other updates.
@@ -248,6 +250,11 @@ def learn_prior(
             done = step + 1
             if done % config.sample_every == 0 or done == steps:
                 write_samples(prior, fixed_z, out / f"samples-step{done:05d}.png")
+                log_chart(out / "steps.jsonl", out / "costs.png", x="step", xlabel="meta step",
+                          curves={"after the latent search": "latent_cost",
+                                  "after adaptation": "adapted_cost"},
+                          ylabel="matching cost (meta-batch mean)", title="GIML meta steps",
+                          log_scale=True)
             if done % config.checkpoint_every == 0 or done == steps:
                 _save_checkpoint(out, config, generator, optimiser, done, source)
         final = out / "generator.pt"
@@ -269,15 +276,6 @@ def _save_checkpoint(out: Path, config: GIMLConfig, generator: nn.Module,
     save_torch_file({"config": asdict(config), "step": step, "generator": generator.state_dict(),
                      "optimiser": optimiser.state_dict(), "record": source},
                     out / "checkpoint.pt")
-
-
-def _truncate_steps_log(out: Path, step: int) -> None:
-    """Keep steps.jsonl consistent with the checkpoint (a resume redoes later steps)."""
-    log_path = out / "steps.jsonl"
-    if log_path.exists():
-        lines = log_path.read_text().splitlines()
-        kept = [line for line in lines if line.strip() and json.loads(line)["step"] <= step]
-        log_path.write_text("".join(line + "\n" for line in kept))
 
 
 def _resume(out: Path, config: GIMLConfig, generator: nn.Module,
@@ -305,6 +303,6 @@ def _resume(out: Path, config: GIMLConfig, generator: nn.Module,
                            "--out")
     generator.load_state_dict(state["generator"])
     optimiser.load_state_dict(state["optimiser"])
-    _truncate_steps_log(out, step)
+    keep_log_lines(out / "steps.jsonl", "step", step)
     log(f"resuming GIML from {path} after meta step {step}")
     return step

@@ -16,12 +16,14 @@ from torch.nn import functional as F
 from ..checks import MAX_RATE, MAX_SIZE, GradinvError, check_choice, check_float, check_int
 from ..data import DATASETS, check_has_splits, load_dataset, to_model_input
 from ..execution import FP32_PRECISION, fp32_precision
-from ..files import FolderLock, check_writable, load_torch_file, load_weights, save_torch_file
+from ..files import (FolderLock, check_writable, keep_log_lines, load_torch_file, load_weights,
+                     save_torch_file)
 from ..progress import Progress
-from ..report import image_grid, write_png
+from ..report import image_grid, log_chart, write_png
 from .dcgan import DCGANDiscriminator, DCGANGenerator, _stages
 from .prior import save_generator
 
+EPOCH_LOG = "epochs.jsonl"  # one line per finished epoch: its mean losses and seconds
 CHECKPOINT_KEYS = ("config", "epoch", "generator", "discriminator", "opt_g", "opt_d", "rng")
 
 
@@ -56,7 +58,8 @@ class PriorTrainingConfig:
 def train_prior(config: PriorTrainingConfig, out: str | Path, *,
                 device: torch.device = torch.device("cpu"), progress: bool = True,
                 log=print) -> Path:
-    """Train (or resume) in ``out``; writes checkpoint.pt, samples-epochN.png, generator.pt.
+    """Train (or resume) in ``out``; writes checkpoint.pt, samples-epochN.png, epochs.jsonl
+    (the mean losses of each epoch), losses.png (their curves) and generator.pt.
     ``out`` is locked while written: a second training there is refused. The networks train
     on ``device``; every random draw comes from the CPU's generator, so a checkpoint resumes
     on any device."""
@@ -84,6 +87,7 @@ def train_prior(config: PriorTrainingConfig, out: str | Path, *,
             log(f"{checkpoint} has all {config.epochs} epochs: nothing to do (raise --epochs "
                 "to go on)" if start_epoch >= config.epochs else
                 f"resuming from {checkpoint} after epoch {start_epoch}")
+        keep_log_lines(out / EPOCH_LOG, "epoch", start_epoch)  # none without a checkpoint
         (out / "settings.json").write_text(json.dumps(
             {"training": asdict(config), "generator": gen.settings(), "device": str(device),
              "fp32_precision": FP32_PRECISION}, indent=2))
@@ -94,10 +98,12 @@ def train_prior(config: PriorTrainingConfig, out: str | Path, *,
                            metric="g_loss")
             order = torch.randperm(len(images))
             started = time.monotonic()
+            d_sum = g_sum = torch.zeros((), device=device)
             for step in range(steps):
                 real = images[order[step * config.batch_size:(step + 1) * config.batch_size]
                               ].to(device)
                 d_loss, g_loss = _gan_step(gen, disc, opt_g, opt_d, real, config.latent_dim)
+                d_sum, g_sum = d_sum + d_loss.detach(), g_sum + g_loss.detach()
                 bar.update(step + 1, g_loss)
             gen.eval()
             with torch.no_grad():
@@ -106,8 +112,15 @@ def train_prior(config: PriorTrainingConfig, out: str | Path, *,
             save_torch_file({"config": asdict(config), "epoch": epoch + 1, "generator": gen.state_dict(),
                              "discriminator": disc.state_dict(), "opt_g": opt_g.state_dict(),
                              "opt_d": opt_d.state_dict(), "rng": torch.get_rng_state()}, checkpoint)
-            log(f"epoch {epoch + 1}: d_loss {float(d_loss):.3f} g_loss {float(g_loss):.3f} "
-                f"({time.monotonic() - started:.0f} s), checkpoint saved")
+            seconds = time.monotonic() - started
+            losses = {"d_loss": float(d_sum) / steps, "g_loss": float(g_sum) / steps}
+            with (out / EPOCH_LOG).open("a") as f:
+                f.write(json.dumps({"epoch": epoch + 1, **losses, "seconds": seconds}) + "\n")
+            log_chart(out / EPOCH_LOG, out / "losses.png", x="epoch", xlabel="epoch",
+                      curves={"discriminator": "d_loss", "generator": "g_loss"},
+                      ylabel="loss (epoch mean)", title="prior training")
+            log(f"epoch {epoch + 1}: mean d_loss {losses['d_loss']:.3f} g_loss "
+                f"{losses['g_loss']:.3f} ({seconds:.0f} s), checkpoint saved")
         final = out / "generator.pt"
         save_generator(gen.cpu(), final, extra={"training": asdict(config)})
     return final

@@ -2,6 +2,7 @@
 gradinv's own numpy PNG curves when matplotlib is not installed."""
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from types import ModuleType
@@ -51,6 +52,16 @@ def line_chart(path: Path, series: dict[str, tuple[Sequence[float], Sequence[flo
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def log_chart(log: Path, path: Path, *, x: str, curves: dict[str, str], xlabel: str,
+              ylabel: str, title: str, log_scale: bool = False) -> None:
+    """The curves of a JSON-lines training log (one line per epoch or step) as a PNG beside
+    it; ``curves`` maps each curve's label to its key, ``x`` is the key along the axis."""
+    lines = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
+    line_chart(path, {label: ([line[x] for line in lines], [line[key] for line in lines])
+                      for label, key in curves.items()},
+               xlabel=xlabel, ylabel=ylabel, title=title, log=log_scale)
 
 
 def image_table(path: Path, cells: list[list[torch.Tensor]], *, row_labels: Sequence[str],
