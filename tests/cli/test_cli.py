@@ -62,7 +62,7 @@ BAD_INPUTS = [
     (["--dataset", "cifar10", "--data-dir", "/nonexistent"], "missing CIFAR file"),
     (["--dataset", "mnist"], "needs --data-dir"),
     (["--image-size", "2"], "4 <= image_size"),
-    (["--update", "fedavg", "--local-batch-size", "0"], "1 <= local_batch_size"),
+    (["--update", "fedavg", "--local-batch-size", "0"], "1 <= --local-batch-size"),
     (["--iterations", "0"], "iterations"),
     (["--attack", "gi-z", "--init", "noise"], "takes 'init'"),
     (["--width", "8"], "LeNet has a fixed width"),

@@ -15,8 +15,8 @@ from ..models import INIT_SCHEMES, available_models
 from ..checks import GradinvError
 from .options import (LOCAL_OPTIONS, add_attack_settings_arguments, add_defense_arguments,
                       add_model_factory_argument, add_threat_arguments, add_update_arguments,
-                      defenses_from_args, given_options, merge_attack_options, refuse_given,
-                      threat_given)
+                      defenses_from_args, given_options, local_options, merge_attack_options,
+                      refuse_given, threat_given)
 
 # The options of 'gradinv attack' that make the fresh client batch and its update, named like
 # the AuditConfig fields they set (unset: None, so that a given one can be told apart) ...
@@ -91,10 +91,9 @@ def config_from_args(args: argparse.Namespace) -> AuditConfig:
                                 "device")))
     if args.allow_repeated_labels:
         values["distinct_labels"] = False
-    fedavg = given_options(args, LOCAL_OPTIONS)
+    fedavg = local_options(args)
     if fedavg:
-        values["fedavg"] = {**values.get("fedavg", {}),
-                            **{LOCAL_OPTIONS[k]: v for k, v in fedavg.items()}}
+        values["fedavg"] = {**values.get("fedavg", {}), **fedavg}
     values["threat"] = {**values.get("threat", {}), **threat_given(args),
                         **({"defense_known": True} if args.defense_known else {})}
     if args.defense:

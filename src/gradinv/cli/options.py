@@ -5,6 +5,7 @@ update, threat model and defenses for ``attack`` and ``fl simulate``."""
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Sequence
 
 from .. import defenses
@@ -175,8 +176,24 @@ def refuse_given(args: argparse.Namespace, names: Sequence[str], why: str) -> No
 
 def fedavg_from_args(args: argparse.Namespace) -> FedAvgConfig | None:
     """The local options given, as a FedAvgConfig; None when none was."""
-    given = given_options(args, LOCAL_OPTIONS)
-    return FedAvgConfig(**{LOCAL_OPTIONS[k]: v for k, v in given.items()}) if given else None
+    given = local_options(args)
+    return FedAvgConfig(**given) if given else None
+
+
+def local_options(args: argparse.Namespace) -> dict:
+    """The local options given, as FedAvgConfig fields, each checked with an error that names
+    the option (--local-lr), not the field (FedAvg: lr) the user never typed."""
+    fields = {}
+    for option, value in given_options(args, LOCAL_OPTIONS).items():
+        field = LOCAL_OPTIONS[option]
+        try:
+            FedAvgConfig(**{field: value})
+        except GradinvError as err:
+            text = str(err).removeprefix("FedAvg: ")
+            raise GradinvError(re.sub(rf"\b{field}\b", f"--{option.replace('_', '-')}", text)
+                               ) from None
+        fields[field] = value
+    return fields
 
 
 def threat_given(args: argparse.Namespace) -> dict:
