@@ -99,12 +99,31 @@ def test_reports_say_what_scores_are_computed_on():
 @pytest.mark.parametrize("extra,message", [
     (["--address", "auto"], "only apply to --backend ray"),
     (["--workers", "0"], "workers must be"),
+    (["--rounds", "0-1,5"], "has no complete round 5"),
 ])
 def test_bad_backend_options_are_one_line(record, tmp_path, capsys, extra, message):
     assert main(["audit", str(record), *AUDIT, "--out", str(tmp_path / "o"), *extra]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.parametrize("extra,message", [
+    (["--rounds", "a"], "expected comma-separated integers or ranges (0,5,9 or 0-4), got 'a'"),
+    (["--rounds", "3-1"], "range '3-1' must run upwards"),
+    (["--clients", "0-100000"], "hold at most 100000 numbers"),
+])
+def test_bad_rounds_or_clients_are_one_line(record, tmp_path, capsys, extra, message):
+    with pytest.raises(SystemExit) as ended:  # argparse's own error
+        main(["audit", str(record), *AUDIT, "--out", str(tmp_path / "o"), *extra])
+    err = capsys.readouterr().err
+    assert ended.value.code == 2 and message in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "o").exists()
+
+
+def test_rounds_and_clients_take_ranges():
+    from gradinv.cli.audit import _ints
+    assert _ints("0-2,5") == (0, 1, 2, 5) and _ints("3, 1,3") == (3, 1) and _ints("4-4") == (4,)
 
 
 def test_audit_on_ray_gives_the_same_figures_quietly(record, tmp_path, capfd):

@@ -15,11 +15,25 @@ from .options import (
 from .sweep import add_backend_arguments, backend_from_args
 
 
+MAX_RANGE = 100_000  # the longest range --rounds or --clients takes (0-99999)
+
+
 def _ints(text: str) -> tuple[int, ...]:
-    try:
-        return tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+    """Comma-separated integers and inclusive ranges: ``0,5,9`` or ``0-4,7``."""
+    values: list[int] = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        first, dash, last = part.partition("-")
+        try:
+            low = int(first)
+            high = int(last) if dash else low
+        except ValueError:
+            raise argparse.ArgumentTypeError("expected comma-separated integers or ranges "
+                                             f"(0,5,9 or 0-4), got {text!r}") from None
+        if not 0 <= high - low < MAX_RANGE:
+            raise argparse.ArgumentTypeError(f"range {part!r} must run upwards and hold at "
+                                             f"most {MAX_RANGE} numbers")
+        values.extend(range(low, high + 1))
+    return tuple(dict.fromkeys(values))
 
 
 def config_from_args(args: argparse.Namespace) -> LeakageAuditConfig:
@@ -59,8 +73,8 @@ def add_audit_parser(sub) -> None:
     p.add_argument("--attack", default="gi", help="attack name, or a comma-separated list")
     add_model_factory_argument(p)
     add_attack_settings_arguments(p, defenses=False)
-    p.add_argument("--rounds", type=_ints, help="only these rounds, e.g. 0,5,9")
-    p.add_argument("--clients", type=_ints, help="only these clients, e.g. 0,3")
+    p.add_argument("--rounds", type=_ints, help="only these rounds, e.g. 0,5,9 or 0-4")
+    p.add_argument("--clients", type=_ints, help="only these clients, e.g. 0,3 or 0-9")
     p.add_argument("--max-updates", type=int, help="at most this many updates, sampled across "
                    "clients and rounds")
     p.add_argument("--out", default="runs", help="folder for the audit (an unfinished audit "
