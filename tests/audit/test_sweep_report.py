@@ -164,7 +164,7 @@ def test_report_has_a_column_per_label_leak_score(tmp_path):
     page = write_sweep_report(tmp_path)
     (row,) = json.loads((page.parent / "summary.json").read_text())
     assert row["label_accuracy"] == 0.75 and row["label_existence_accuracy"] == 0.9
-    assert "<th>label_existence_accuracy</th>" in page.read_text()
+    assert "<th>label existence acc.</th>" in page.read_text()
     (tmp_path / "results.jsonl").write_text(json.dumps(line(0, 0.5)) + "\n")
     (row,) = json.loads((write_sweep_report(tmp_path).parent / "summary.json").read_text())
     assert row["label_accuracy"] == 0.5 and row["label_existence_accuracy"] is None

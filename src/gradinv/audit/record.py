@@ -420,7 +420,7 @@ def _html(summary: dict, scored: bool, worst: list[dict]) -> str:
     return page(f"gradinv audit of {summary['record']}", [
         paragraph(f"attacks: {esc(summary['attack'])}; {note}. Each update counts with its "
                   "strongest attack's scores (the highest PSNR, or the lowest matching cost) in "
-                  "the rankings; _std is the spread over a client's (round's) updates."),
+                  "the rankings; std: the spread over a client's (round's) updates."),
         paragraph(esc(_coverage(summary))),
         paragraph(esc(_channels_note(summary["scored_channels"]))),
         section("Clients, most leaking first", table(summary["clients"], ["client", *ranking])),

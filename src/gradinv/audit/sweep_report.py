@@ -182,8 +182,9 @@ def _html(name: str, rows: list[dict], plots: list[str], utility: str,
         section("Example reconstructions",
                 paragraph("Rows: defense levels (undefended first); columns: the ground truth, "
                           "then each attack; the run of the smallest seed."), grid),
-        section("Table", paragraph("label_accuracy: the share of each batch's labels the "
-                                   "attack used right, as a multiset (how many of each class); "
-                                   "label_existence_accuracy: the share of the classes whose "
-                                   "presence it called right."), table(rows, columns)),
+        section("Table", paragraph("Label number accuracy: the share of each batch's labels "
+                                   "the attack used right, as a multiset (how many of each "
+                                   "class); label existence accuracy: the share of the classes "
+                                   "whose presence it called right. Std: the spread over "
+                                   "seeds."), table(rows, columns)),
     ])

@@ -41,10 +41,24 @@ def cell(value: object, digits: int = 4) -> str:
                else str(value))
 
 
+# What a reader sees above a column of gradinv's usual keys (others: the key, spaced).
+HEADINGS = {"mean_psnr": "mean PSNR (dB)", "mean_psnr_std": "PSNR std (dB)",
+            "best_psnr": "best PSNR (dB)", "mean_ssim": "mean SSIM", "mean_ssim_std": "SSIM std",
+            "matching_cost_std": "matching cost std", "label_accuracy": "label number acc.",
+            "label_existence_accuracy": "label existence acc.",
+            "utility_accuracy": "utility (test acc.)"}
+
+
+def heading(column: str) -> str:
+    """The heading of the column of key ``column``."""
+    return HEADINGS.get(column, column.replace("_", " "))
+
+
 def table(rows: Iterable[dict], columns: Sequence[str], *,
           headings: Sequence[str] | None = None, digits: int = 4) -> str:
-    """``rows`` (dicts) as a table of ``columns``; a missing key shows as '-'."""
-    head = "".join(f"<th>{esc(h)}</th>" for h in (headings or columns))
+    """``rows`` (dicts) as a table of ``columns``, headed by ``headings`` (default: each
+    key's ``heading``); a missing key shows as '-'."""
+    head = "".join(f"<th>{esc(h)}</th>" for h in (headings or map(heading, columns)))
     body = "".join("<tr>" + "".join(f"<td>{cell(r.get(c), digits)}</td>" for c in columns)
                    + "</tr>" for r in rows)
     return f"<table><tr>{head}</tr>{body}</table>"

@@ -15,7 +15,7 @@ from safetensors.torch import load_file, save
 
 from ..files import write_atomic
 from ..version import __version__
-from .page import esc, page, paragraph, section, table
+from .page import esc, heading, page, paragraph, section, table
 from .plots import image_table, line_chart
 from .png import CURVE_COLOURS
 
@@ -137,6 +137,10 @@ def _label_source(metrics: dict) -> str:
     return f"inferred ({method})" if method else "learned with the images"
 
 
+LEAKAGE_COLUMNS = ["row", "mean_psnr", "mean_ssim", "best_psnr", "label_accuracy",
+                   "label_existence_accuracy", "matching_cost", "labels"]
+
+
 def _html(title: str, config: dict, rows: list[Row], curves: dict[str, list[float]],
           metrics: dict) -> str:
     ranges = "".join(
@@ -147,13 +151,8 @@ def _html(title: str, config: dict, rows: list[Row], curves: dict[str, list[floa
         section("Images", paragraph("Rows, top to bottom: "
                                     f"{esc(', '.join(r.label for r in rows))}."),
                 '<img src="grid.png" alt="image grid">'),
-        section("Leakage", table(_leakage_rows(metrics),
-                                 ["row", "mean_psnr", "mean_ssim", "best_psnr",
-                                  "label_accuracy", "label_existence_accuracy", "matching_cost",
-                                  "labels"],
-                                 headings=["", "mean PSNR (dB)", "mean SSIM", "best PSNR (dB)",
-                                           "label number acc.", "label existence acc.",
-                                           "matching cost", "labels"]),
+        section("Leakage", table(_leakage_rows(metrics), LEAKAGE_COLUMNS,
+                                 headings=["", *map(heading, LEAKAGE_COLUMNS[1:])]),
                 paragraph(esc(SCORED_CHANNELS))),
         *_label_leak(metrics),
         section("Matching cost per iteration (log scale, best restart)",
