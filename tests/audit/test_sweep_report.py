@@ -168,3 +168,22 @@ def test_report_has_a_column_per_label_leak_score(tmp_path):
     (tmp_path / "results.jsonl").write_text(json.dumps(line(0, 0.5)) + "\n")
     (row,) = json.loads((write_sweep_report(tmp_path).parent / "summary.json").read_text())
     assert row["label_accuracy"] == 0.5 and row["label_existence_accuracy"] is None
+
+
+def test_privacy_utility_names_each_level_once_and_points_that_share_an_accuracy():
+    """Levels of equal accuracy share one top tick; only their points get their own label."""
+    from gradinv.report import privacy_utility
+    from gradinv.report.plots import pyplot
+    rows = [{"attack": a, "batch_size": 1, "defense": d, "setting": s, "strength": v,
+             "utility_accuracy": acc, "mean_psnr": psnr}
+            for a in ("gi", "idlg")
+            for d, s, v, acc, psnr in (("none", None, None, 0.5, 30.0),
+                                       ("prune", "rate", 0.5, 0.5, 20.0),
+                                       ("prune", "rate", 0.9, 0.4, 10.0))]
+    fig, ax = pyplot().subplots()
+    privacy_utility._name_levels(ax, rows, "mean_psnr")
+    (top,) = ax.child_axes
+    ticks = [t.get_text() for t in top.xaxis.get_ticklabels()]
+    assert ticks == ["none / prune 0.5", "prune 0.9"]
+    assert sorted(t.get_text() for t in ax.texts) == ["none", "none", "prune 0.5", "prune 0.5"]
+    pyplot().close(fig)

@@ -21,7 +21,7 @@ def rounds_label(utility: dict[tuple, dict]) -> str:
 def write_privacy_utility(path: Path, rows: list[dict], metric: str, *, ylabel: str,
                           rounds: str) -> bool:
     """Leakage (mean over seeds, std error bars) vs the level's short-federation accuracy, one
-    marker series per attack and batch size, each point labelled with its defense level.
+    marker series per attack and batch size; the defense levels are named along the top.
     Needs matplotlib (axes and labels are the point of it): False, nothing written, without."""
     plt = pyplot()
     if plt is None:
@@ -36,10 +36,7 @@ def write_privacy_utility(path: Path, rows: list[dict], metric: str, *, ylabel: 
         ax.errorbar([r["utility_accuracy"] for r in points], [r[metric] for r in points],
                     yerr=[r[f"{metric}_std"] for r in points], marker="o", linestyle="none",
                     capsize=3, label=f"{attack} B={b}", color=curve_colour(i))
-        for r in points:
-            ax.annotate(level_label(level_of(r)), (r["utility_accuracy"], r[metric]),
-                        textcoords="offset points", xytext=(4, 4), fontsize=7,
-                        color=curve_colour(i))
+    _name_levels(ax, [r for r in rows if r[metric] is not None], metric)
     ax.set_xlabel(f"test accuracy after {rounds} rounds (short federation)")
     ax.set_ylabel(ylabel)
     ax.set_title(f"leakage vs utility (utility: a short training run, {rounds} rounds)")
@@ -48,3 +45,25 @@ def write_privacy_utility(path: Path, rows: list[dict], metric: str, *, ylabel: 
     fig.savefig(path, dpi=100)
     plt.close(fig)
     return True
+
+
+def _name_levels(ax, rows: list[dict], metric: str) -> None:
+    """Each defense level named once, on a top axis at its accuracy (every attack's point of a
+    level lies on that dotted vertical), levels of equal accuracy on one tick and, there, each
+    point named too (to the right and left in turn): a label beside every point piled up."""
+    names: dict[float, list[str]] = {}
+    for r in rows:
+        if r["utility_accuracy"] is not None:
+            label = level_label(level_of(r))
+            if label not in names.setdefault(r["utility_accuracy"], []):
+                names[r["utility_accuracy"]].append(label)
+    for accuracy, shared in names.items():
+        ax.axvline(accuracy, color="0.85", linestyle=":", linewidth=1, zorder=0)
+        for r in (r for r in rows if r["utility_accuracy"] == accuracy and len(shared) > 1):
+            k = shared.index(level_label(level_of(r)))
+            ax.annotate(shared[k], (accuracy, r[metric]), textcoords="offset points",
+                        xytext=(6 if k % 2 == 0 else -6, 8 * (k // 2)), fontsize=7,
+                        ha="left" if k % 2 == 0 else "right", va="center")
+    top = ax.secondary_xaxis("top")
+    top.set_xticks(list(names), labels=[" / ".join(n) for n in names.values()], rotation=90,
+                   fontsize=7)
