@@ -120,7 +120,7 @@ def test_interrupted_audit_keeps_each_attacked_update_and_resumes(tmp_path, caps
     assert main(["fl", "simulate", "--record", str(rec), "--model", "lenet", "--dataset",
                  "default", "--image-size", "16", "--clients", "2", "--rounds", "3",
                  "--batch-size", "1", "--test-images", "10", "--quiet"]) == 0
-    argv = ["audit", str(rec), "--iterations", "1", "--device", "cpu", "--quiet", "--out",
+    argv = ["audit", str(rec), "--iterations", "20", "--device", "cpu", "--quiet", "--out",
             str(out)]
     audit = _start(*argv, "--workers", "2")
 
