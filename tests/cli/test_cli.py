@@ -74,7 +74,7 @@ BAD_INPUTS = [
     (["--offset", "-1"], "offset must be"),
     (["--bn-prior", "0.1"], "needs the statistics"),
     (["--attack", "gi-z", "--lr", "1e300"], "lr must be"),  # finite, but overflows float32
-    (["--bn-prior", "nan", "--bn-stats"], "bn_stats must be"),
+    (["--bn-prior", "nan", "--bn-stats"], "--bn-prior must be"),
 ]
 
 

@@ -9,6 +9,7 @@ import re
 from collections.abc import Sequence
 
 from .. import defenses
+from ..attacks.base import HYPERPARAMETER_RULES
 from ..attacks.gi import INITS
 from ..attacks.labels import method_choices
 from ..audit.config import PriorSpec, parse_assignment
@@ -86,6 +87,7 @@ def merge_attack_options(values: dict, args: argparse.Namespace) -> None:
 def _hyperparameters(args: argparse.Namespace) -> dict:
     hyper = {k: getattr(args, k) for k in HYPERPARAMETERS if getattr(args, k) is not None}
     if args.bn_prior is not None:  # the attacks' name; --bn-stats is the threat-model switch
+        HYPERPARAMETER_RULES["bn_stats"]("--bn-prior", args.bn_prior)  # named as typed
         hyper["bn_stats"] = args.bn_prior
     return hyper
 
