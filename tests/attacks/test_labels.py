@@ -243,4 +243,4 @@ def test_an_audit_reports_the_label_leak_per_client_and_round(tmp_path):
         assert 0 <= update["label_existence_accuracy"] <= 1
     for key in ("clients", "rounds"):
         assert all(g["label_existence_accuracy"] is not None for g in summary[key])
-    assert "label_existence_accuracy" in (folder / "report.html").read_text()
+    assert "<th>label existence acc.</th>" in (folder / "report.html").read_text()
