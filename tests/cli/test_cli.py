@@ -210,6 +210,16 @@ def test_a_defended_run_says_so_in_its_folder_name_and_title(tmp_path, capsys):
     assert "gi on lenet, defended by prune:rate=0.5" in (folder / "report.html").read_text()
 
 
+def test_a_run_under_another_threat_model_says_so_in_its_folder_name_and_title(tmp_path, capsys):
+    code, _, _ = _run(capsys, "attack", "--attack", "gi", "--model", "lenet", "--image-size",
+                      "16", "--iterations", "2", "--device", "cpu", "--update", "fedavg",
+                      "--unknown-labels", "--mode", "train", "--out", str(tmp_path), "--quiet")
+    (folder,) = tmp_path.iterdir()
+    assert code == 0 and folder.name.endswith("-gi-lenet-default-fedavg-unknown-labels-train-mode")
+    title = "gi on lenet (fedavg, unknown-labels, train-mode)"
+    assert title in (folder / "report.html").read_text()
+
+
 def test_interrupted_attack_on_a_record_keeps_the_attacks_that_finished(
         tmp_path, capsys, monkeypatch, shared_record):
     from gradinv.attacks.dlg import DLG

@@ -155,13 +155,33 @@ def run_audit(config: AuditConfig, *, out: str | Path | None = "runs", progress:
     return AuditResult(run.outcomes, run.truth.images, folder)
 
 
+# The words (the command line's) that name a threat model's departures from ThreatModel().
+THREAT_WORDS = {"labels_known": "unknown-labels", "num_images_known": "unknown-count",
+                "bn_stats_known": "bn-stats", "local_hparams_known": "unknown-hparams",
+                "defense_known": "defense-known"}
+
+
+def _departures(config: AuditConfig) -> list[str]:
+    """How the run's update and threat model depart from the defaults (FedSGD, ThreatModel()),
+    in words, so that runs of one batch under other threat models are told apart by name."""
+    default = ThreatModel()
+    words = ["fedavg"] if config.update == "fedavg" else []
+    words += [word for field, word in THREAT_WORDS.items()
+              if getattr(config.threat, field) != getattr(default, field)]
+    if config.threat.model_mode != default.model_mode:
+        words.append(f"{config.threat.model_mode}-mode")
+    return words
+
+
 def _write(out: str | Path, run: RunOutcome, name: str | None, note: str = "") -> Path:
     """``run``'s folder under ``out`` (report, config.json and config.toml); its name and
     title say which attacks ran and which defenses the client applied."""
     config = run.config
     defended = [spec.name for spec in config.defenses]
-    name = name or "-".join([*run.outcomes, config.model, config.dataset, *defended])
+    setting = _departures(config)
+    name = name or "-".join([*run.outcomes, config.model, config.dataset, *setting, *defended])
     title = f"gradinv: {', '.join(run.outcomes)} on {config.model}" + (
+        f" ({', '.join(setting)})" if setting else "") + (
         f", defended by {', '.join(map(str, config.defenses))}" if defended else "")
     folder = write_report(out, name, config=run.settings, truth=run.truth,
                           outcomes=run.outcomes, title=title + note)
