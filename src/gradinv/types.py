@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Literal, Protocol
 
 import torch
@@ -17,9 +18,9 @@ from torch import nn
 
 from .checks import MAX_RATE, GradinvError, check_bool, check_choice, check_float, check_int
 
-__all__ = ["ClientUpdate", "DefenseSpec", "FedAvgConfig", "FunctionalState", "GradientFn",
-           "GradinvError", "LossFn", "ModelMode", "Observation", "Params", "PrivateBatch",
-           "Reconstruction", "ThreatModel", "UpdateKind", "resolve_fedavg"]
+__all__ = ["ClientUpdate", "DefenseSpec", "FEDAVG_RULES", "FedAvgConfig", "FunctionalState",
+           "GradientFn", "GradinvError", "LossFn", "ModelMode", "Observation", "Params",
+           "PrivateBatch", "Reconstruction", "ThreatModel", "UpdateKind", "resolve_fedavg"]
 
 ModelMode = Literal["eval", "train"]
 UpdateKind = Literal["fedsgd", "fedavg"]
@@ -76,9 +77,17 @@ class FedAvgConfig:
     epochs: int = 1
 
     def __post_init__(self) -> None:
-        check_float("lr", self.lr, low=0, low_open=True, high=MAX_RATE, where="FedAvg")
-        check_int("local_batch_size", self.local_batch_size, low=1, where="FedAvg")
-        check_int("epochs", self.epochs, low=1, where="FedAvg")
+        for name, rule in FEDAVG_RULES.items():
+            rule(name, getattr(self, name), where="FedAvg")
+
+
+# The rule for each FedAvgConfig field, by name: the command line checks its options with them
+# too, under the option's own name.
+FEDAVG_RULES: dict[str, Callable[..., None]] = {
+    "lr": partial(check_float, low=0, low_open=True, high=MAX_RATE),
+    "local_batch_size": partial(check_int, low=1),
+    "epochs": partial(check_int, low=1),
+}
 
 
 def resolve_fedavg(update: object, fedavg: object, threat: ThreatModel) -> FedAvgConfig | None:

@@ -5,7 +5,6 @@ update, threat model and defenses for ``attack`` and ``fl simulate``."""
 from __future__ import annotations
 
 import argparse
-import re
 from collections.abc import Sequence
 
 from .. import defenses
@@ -15,7 +14,7 @@ from ..attacks.labels import method_choices
 from ..audit.config import PriorSpec, parse_assignment
 from ..execution import COMPILE_CHOICES
 from ..checks import GradinvError
-from ..types import FedAvgConfig, ThreatModel
+from ..types import FEDAVG_RULES, FedAvgConfig, ThreatModel
 
 # FedAvg's local options and the FedAvgConfig fields they set.
 LOCAL_OPTIONS = {"local_lr": "lr", "local_batch_size": "local_batch_size",
@@ -183,18 +182,12 @@ def fedavg_from_args(args: argparse.Namespace) -> FedAvgConfig | None:
 
 
 def local_options(args: argparse.Namespace) -> dict:
-    """The local options given, as FedAvgConfig fields, each checked with an error that names
-    the option (--local-lr), not the field (FedAvg: lr) the user never typed."""
+    """The local options given, as FedAvgConfig fields, each checked by the field's rule under
+    the option's name (--local-lr), not the field's (FedAvg: lr), which the user never typed."""
     fields = {}
     for option, value in given_options(args, LOCAL_OPTIONS).items():
-        field = LOCAL_OPTIONS[option]
-        try:
-            FedAvgConfig(**{field: value})
-        except GradinvError as err:
-            text = str(err).removeprefix("FedAvg: ")
-            raise GradinvError(re.sub(rf"\b{field}\b", f"--{option.replace('_', '-')}", text)
-                               ) from None
-        fields[field] = value
+        FEDAVG_RULES[LOCAL_OPTIONS[option]](f"--{option.replace('_', '-')}", value)
+        fields[LOCAL_OPTIONS[option]] = value
     return fields
 
 
