@@ -2,7 +2,6 @@
 -> scores -> run folder, in one call."""
 from __future__ import annotations
 
-import difflib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,7 +9,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from .. import attacks
 from ..checks import MAX_COUNT, GradinvError, check_bool, check_int
 from ..data import ImageDataset, load_dataset, private_batch, resolve_split
 from ..defenses import DefensePipeline
@@ -23,8 +21,8 @@ from ..types import DefenseSpec, FedAvgConfig, PrivateBatch, ThreatModel, Update
 from .backends import Terminated
 from .config import PriorSpec, resolve_device, save_config
 from .engine import (AuditResult, Outcome, attack_arguments, attack_names, build_attacks,
-                     check_attack_settings, check_bn_prior, interrupted, run_attacks,
-                     run_settings, write_report)
+                     check_attack_settings, check_bn_prior, did_you_mean, every_attack_setting,
+                     interrupted, run_attacks, run_settings, write_report)
 
 
 @dataclass(frozen=True)
@@ -201,13 +199,10 @@ def _keep_interrupted(out: str | Path, run: RunOutcome, name: str | None) -> Non
 def _refuse_unknown_keywords(keywords: dict, names: list[str]) -> None:
     """A keyword that is neither a run setting (``names``) nor any attack's: a typo such as
     ``modle="lenet"`` is named with the closest setting, not blamed on the chosen attacks."""
-    taken = set(names) | {key for name in attacks.available()
-                          for key in attacks.accepted_hyperparameters(name)}
+    taken = set(names) | every_attack_setting()
     for key in keywords:
         if key not in taken:
-            close = difflib.get_close_matches(key, sorted(taken), n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise GradinvError(f"audit() takes no setting {key!r}{hint}")
+            raise GradinvError(f"audit() takes no setting {key!r}{did_you_mean(key, taken)}")
 
 
 def audit(*, out: str | Path | None = "runs", progress: bool = True, **settings: object) -> AuditResult:

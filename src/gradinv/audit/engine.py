@@ -54,10 +54,19 @@ def _who_takes(key: str) -> str:
     takers = [n for n in attacks.available() if key in attacks.accepted_hyperparameters(n)]
     if takers:
         return f"{', '.join(takers)} take{'s' if len(takers) == 1 else ''} it"
-    every = sorted({k for n in attacks.available() for k in attacks.accepted_hyperparameters(n)})
-    close = difflib.get_close_matches(key, every, n=1)
-    return "no attack takes it" + (f"; did you mean {close[0]!r}?" if close
-                                   else " (see 'gradinv attack --help')")
+    return "no attack takes it" + (did_you_mean(key, every_attack_setting())
+                                   or " (see 'gradinv attack --help')")
+
+
+def every_attack_setting() -> set[str]:
+    """The settings some attack takes."""
+    return {key for name in attacks.available() for key in attacks.accepted_hyperparameters(name)}
+
+
+def did_you_mean(key: str, names: set[str]) -> str:
+    """'; did you mean X?' with the name among ``names`` closest to a mistyped ``key``, or ''."""
+    close = difflib.get_close_matches(key, sorted(names), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
 
 
 def check_attack_values(arguments: dict[str, dict]) -> None:
